@@ -1,0 +1,105 @@
+//! A fault-injecting log file layer that simulates power loss.
+//!
+//! Appended bytes stay in memory until `sync`, as they would in the page cache. [`FaultFs::crash`]
+//! then simulates losing power: every byte not yet synced is discarded, except for a random prefix
+//! per file (a torn write that partly reached the disk), and every later append or sync fails.
+//! Whatever the engine acknowledged in `sync` mode must survive this.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::logfile::{sync_dir, LogFile, LogFs};
+
+#[derive(Default)]
+struct Shared {
+    crashed: bool,
+    files: Vec<Arc<Mutex<FileState>>>,
+}
+
+struct FileState {
+    file: File,
+    unsynced: Vec<u8>,
+}
+
+/// See the module documentation.
+#[derive(Clone, Default)]
+pub struct FaultFs {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl FaultFs {
+    pub fn new() -> Self {
+        FaultFs::default()
+    }
+
+    /// Simulates power loss. `torn_seed` picks how much of each file's unsynced tail reaches the
+    /// disk (deterministically). Returns the number of unsynced bytes discarded.
+    pub fn crash(&self, torn_seed: u64) -> u64 {
+        let mut shared = self.shared.lock();
+        shared.crashed = true;
+        let mut discarded = 0u64;
+        let mut seed = torn_seed;
+        for file in &shared.files {
+            let mut state = file.lock();
+            let unsynced = std::mem::take(&mut state.unsynced);
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let kept = if unsynced.is_empty() { 0 } else { (seed >> 33) as usize % unsynced.len() };
+            // A torn write: a prefix of what was never synced still lands on the disk.
+            let _ = state.file.write_all(&unsynced[..kept]);
+            let _ = state.file.sync_data();
+            discarded += (unsynced.len() - kept) as u64;
+        }
+        discarded
+    }
+}
+
+fn power_lost() -> io::Error {
+    io::Error::other("simulated power loss")
+}
+
+struct FaultFile {
+    fs: Arc<Mutex<Shared>>,
+    state: Arc<Mutex<FileState>>,
+}
+
+impl LogFile for FaultFile {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        let shared = self.fs.lock();
+        if shared.crashed {
+            return Err(power_lost());
+        }
+        self.state.lock().unsynced.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        let shared = self.fs.lock();
+        if shared.crashed {
+            return Err(power_lost());
+        }
+        let mut state = self.state.lock();
+        let unsynced = std::mem::take(&mut state.unsynced);
+        state.file.write_all(&unsynced)?;
+        state.file.sync_data()
+    }
+}
+
+impl LogFs for FaultFs {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
+        let mut shared = self.shared.lock();
+        if shared.crashed {
+            return Err(power_lost());
+        }
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+        let state = Arc::new(Mutex::new(FileState { file, unsynced: Vec::new() }));
+        shared.files.push(state.clone());
+        Ok(Box::new(FaultFile { fs: self.shared.clone(), state }))
+    }
+}

@@ -1,0 +1,286 @@
+//! The engine's indexes and metadata in LMDB (through heed): the manifest of live tables, the
+//! block index of every table, and engine metadata.
+//!
+//! Databases (all keys and values are raw bytes; integers big-endian in keys so they sort,
+//! little-endian in values):
+//!
+//! - `manifest`: `table_id u64 BE` → encoded [`TableMeta`] (see `encode_meta`).
+//! - `block_index`: `table_id u64 BE ++ truncated last key` → one or more block handles, each
+//!   `offset u64 LE | len u32 LE`. LMDB keys are at most 511 bytes, so a block's last key is cut
+//!   to [`INDEX_KEY_BYTES_MAX`] - 8 bytes; consecutive blocks whose cut keys are equal share one
+//!   entry, their handles concatenated in file order. A lookup seeks the first entry `>=` the
+//!   (cut) key and walks blocks from there until one whose real last key is `>=` the key.
+//! - `meta`: `last_flushed_seq` → u64 LE; `next_table_id` → u64 LE; `format_version` → u32 LE.
+//!
+//! A flush or a compaction changes all of this in one write transaction ([`Index::commit`]).
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, WithTls};
+
+use super::error::{EngineError, Result};
+use super::table::{BlockHandle, TableMeta};
+
+/// LMDB's key size limit in its default build.
+pub const INDEX_KEY_BYTES_MAX: usize = 511;
+const PREFIX_BYTES: usize = 8;
+const HANDLE_BYTES: usize = 12;
+pub const INDEX_FORMAT_VERSION: u32 = 1;
+const META_LAST_FLUSHED_SEQ: &[u8] = b"last_flushed_seq";
+const META_NEXT_TABLE_ID: &[u8] = b"next_table_id";
+const META_FORMAT_VERSION: &[u8] = b"format_version";
+
+type Raw = Database<'static, Bytes, Bytes>;
+
+/// One atomic change of the live set.
+#[derive(Default)]
+pub struct Edit<'a> {
+    pub added: Vec<(&'a TableMeta, &'a [BlockHandle])>,
+    pub removed: Vec<u64>,
+    pub last_flushed_seq: Option<u64>,
+    pub next_table_id: u64,
+}
+
+pub struct Index {
+    env: Env,
+    dir: PathBuf,
+    manifest: Raw,
+    blocks: Raw,
+    meta: Raw,
+}
+
+impl Index {
+    pub fn open(dir: &Path, map_bytes: usize) -> Result<Index> {
+        std::fs::create_dir_all(dir).map_err(|e| EngineError::io("creating index directory", dir, e))?;
+        let mut options = EnvOpenOptions::new();
+        options.map_size(map_bytes).max_dbs(8);
+        // SAFETY: the engine holds an exclusive lock on its directory, so no other process maps
+        // this environment, and this process opens it once per engine.
+        let env = unsafe { options.open(dir) }.map_err(|e| EngineError::index("opening LMDB", e))?;
+        if env.max_key_size() < INDEX_KEY_BYTES_MAX {
+            return Err(EngineError::IndexCorrupt {
+                dir: dir.to_path_buf(),
+                reason: format!("LMDB allows keys of {} bytes, need {INDEX_KEY_BYTES_MAX}", env.max_key_size()),
+            });
+        }
+        let wtxn = env.write_txn().map_err(|e| EngineError::index("starting a transaction", e))?;
+        let (manifest, blocks, meta) = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
+                let manifest = opener.create_database::<Bytes, Bytes>(wtxn, Some("manifest"))?;
+                let blocks = opener.create_database::<Bytes, Bytes>(wtxn, Some("block_index"))?;
+                let meta = opener.create_database::<Bytes, Bytes>(wtxn, Some("meta"))?;
+                Ok(CommitOrAbort::<_, ()>::Commit((manifest, blocks, meta)))
+            })
+            .map_err(|e| EngineError::index("creating databases", e))?
+            .unwrap_commit();
+        let index = Index { env, dir: dir.to_path_buf(), manifest, blocks, meta };
+        index.check_format()?;
+        Ok(index)
+    }
+
+    fn check_format(&self) -> Result<()> {
+        let mut wtxn = self.env.write_txn().map_err(|e| EngineError::index("starting a transaction", e))?;
+        match self.meta.get(&wtxn, META_FORMAT_VERSION).map_err(|e| EngineError::index("reading meta", e))? {
+            Some(v) if v == INDEX_FORMAT_VERSION.to_le_bytes() => return Ok(()),
+            Some(v) => {
+                return Err(self.corrupt(format!("unknown index format version {v:?}")));
+            }
+            None => {}
+        }
+        self.meta
+            .put(&mut wtxn, META_FORMAT_VERSION, &INDEX_FORMAT_VERSION.to_le_bytes())
+            .map_err(|e| EngineError::index("writing meta", e))?;
+        wtxn.commit().map_err(|e| EngineError::index("committing", e))
+    }
+
+    fn corrupt(&self, reason: String) -> EngineError {
+        EngineError::IndexCorrupt { dir: self.dir.clone(), reason }
+    }
+
+    pub fn read_txn(&self) -> Result<RoTxn<'_, WithTls>> {
+        self.env.read_txn().map_err(|e| EngineError::index("starting a read transaction", e))
+    }
+
+    /// The live tables, by id.
+    pub fn tables(&self) -> Result<Vec<TableMeta>> {
+        let rtxn = self.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.manifest.iter(&rtxn).map_err(|e| EngineError::index("reading manifest", e))? {
+            let (key, value) = item.map_err(|e| EngineError::index("reading manifest", e))?;
+            let id = key
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| self.corrupt(format!("manifest key of {} bytes", key.len())))?;
+            let meta = decode_meta(id, value)
+                .ok_or_else(|| self.corrupt(format!("undecodable manifest entry for table {id}")))?;
+            out.push(meta);
+        }
+        Ok(out)
+    }
+
+    fn meta_u64(&self, key: &[u8]) -> Result<u64> {
+        let rtxn = self.read_txn()?;
+        match self.meta.get(&rtxn, key).map_err(|e| EngineError::index("reading meta", e))? {
+            None => Ok(0),
+            Some(v) => v
+                .try_into()
+                .map(u64::from_le_bytes)
+                .map_err(|_| self.corrupt(format!("meta {} is {} bytes", String::from_utf8_lossy(key), v.len()))),
+        }
+    }
+
+    pub fn last_flushed_seq(&self) -> Result<u64> {
+        self.meta_u64(META_LAST_FLUSHED_SEQ)
+    }
+
+    pub fn next_table_id(&self) -> Result<u64> {
+        self.meta_u64(META_NEXT_TABLE_ID)
+    }
+
+    /// Applies `edit` in one write transaction: it is all there after a crash, or none of it.
+    pub fn commit(&self, edit: &Edit<'_>) -> Result<()> {
+        let err = |action| move |e| EngineError::index(action, e);
+        let mut wtxn = self.env.write_txn().map_err(err("starting a transaction"))?;
+        for &id in &edit.removed {
+            self.manifest.delete(&mut wtxn, &id.to_be_bytes()).map_err(err("removing a table"))?;
+            let (lo, hi) = (id.to_be_bytes(), (id + 1).to_be_bytes());
+            let range = (Bound::Included(&lo[..]), Bound::Excluded(&hi[..]));
+            self.blocks.delete_range(&mut wtxn, &range).map_err(err("removing a block index"))?;
+        }
+        let mut key = Vec::with_capacity(INDEX_KEY_BYTES_MAX);
+        let mut value = Vec::new();
+        for (meta, handles) in &edit.added {
+            self.manifest
+                .put(&mut wtxn, &meta.id.to_be_bytes(), &encode_meta(meta))
+                .map_err(err("adding a table"))?;
+            let mut i = 0;
+            while i < handles.len() {
+                index_key(meta.id, &handles[i].last_key, &mut key);
+                value.clear();
+                // Blocks whose cut keys collide share the entry.
+                let cut = key.len();
+                let mut j = i;
+                while j < handles.len() && cut_key(&handles[j].last_key) == &key[PREFIX_BYTES..cut] {
+                    value.extend_from_slice(&handles[j].offset.to_le_bytes());
+                    value.extend_from_slice(&handles[j].len.to_le_bytes());
+                    j += 1;
+                }
+                self.blocks.put(&mut wtxn, &key, &value).map_err(err("adding a block index"))?;
+                i = j;
+            }
+        }
+        if let Some(seq) = edit.last_flushed_seq {
+            self.meta.put(&mut wtxn, META_LAST_FLUSHED_SEQ, &seq.to_le_bytes()).map_err(err("writing meta"))?;
+        }
+        self.meta
+            .put(&mut wtxn, META_NEXT_TABLE_ID, &edit.next_table_id.to_le_bytes())
+            .map_err(err("writing meta"))?;
+        wtxn.commit().map_err(err("committing"))
+    }
+
+    /// Calls `visit(offset, len)` for the table's blocks in file order, starting from the
+    /// first that may hold `from` (or the first block), until `visit` returns false.
+    pub fn visit_blocks(
+        &self,
+        rtxn: &RoTxn<'_>,
+        table_id: u64,
+        from: Option<&[u8]>,
+        mut visit: impl FnMut(u64, u32) -> Result<bool>,
+    ) -> Result<()> {
+        let err = |e| EngineError::index("reading the block index", e);
+        let mut start = Vec::with_capacity(INDEX_KEY_BYTES_MAX);
+        match from {
+            Some(key) => index_key(table_id, key, &mut start),
+            None => start.extend_from_slice(&table_id.to_be_bytes()),
+        }
+        let end = (table_id + 1).to_be_bytes();
+        let range = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
+        for item in self.blocks.range(rtxn, &range).map_err(err)? {
+            let (_, value) = item.map_err(err)?;
+            if value.is_empty() || value.len() % HANDLE_BYTES != 0 {
+                return Err(self.corrupt(format!("block index value of {} bytes for table {table_id}", value.len())));
+            }
+            for h in value.chunks_exact(HANDLE_BYTES) {
+                let offset = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
+                let len = u32::from_le_bytes(h[8..].try_into().expect("4 bytes"));
+                if !visit(offset, len)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of entries in the block index (for stats and tests).
+    pub fn block_index_entries(&self) -> Result<u64> {
+        let rtxn = self.read_txn()?;
+        self.blocks.len(&rtxn).map_err(|e| EngineError::index("counting the block index", e))
+    }
+}
+
+fn cut_key(key: &[u8]) -> &[u8] {
+    &key[..key.len().min(INDEX_KEY_BYTES_MAX - PREFIX_BYTES)]
+}
+
+fn index_key(table_id: u64, key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&table_id.to_be_bytes());
+    out.extend_from_slice(cut_key(key));
+}
+
+/// Manifest value: `version u8 = 1 | level u32 | min_seq u64 | max_seq u64 | entries u64 |
+/// file_bytes u64 | block_count u32 | min_key_len u32 | min_key | max_key_len u32 | max_key`.
+fn encode_meta(meta: &TableMeta) -> Vec<u8> {
+    let mut out = Vec::with_capacity(53 + meta.min_key.len() + meta.max_key.len());
+    out.push(1);
+    out.extend_from_slice(&meta.level.to_le_bytes());
+    out.extend_from_slice(&meta.min_seq.to_le_bytes());
+    out.extend_from_slice(&meta.max_seq.to_le_bytes());
+    out.extend_from_slice(&meta.entries.to_le_bytes());
+    out.extend_from_slice(&meta.file_bytes.to_le_bytes());
+    out.extend_from_slice(&meta.block_count.to_le_bytes());
+    out.extend_from_slice(&(meta.min_key.len() as u32).to_le_bytes());
+    out.extend_from_slice(&meta.min_key);
+    out.extend_from_slice(&(meta.max_key.len() as u32).to_le_bytes());
+    out.extend_from_slice(&meta.max_key);
+    out
+}
+
+fn decode_meta(id: u64, mut b: &[u8]) -> Option<TableMeta> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if b.len() < n {
+            return None;
+        }
+        let (head, tail) = b.split_at(n);
+        *b = tail;
+        Some(head)
+    }
+    let u32_of = |b: &mut &[u8]| take(b, 4).map(|x| u32::from_le_bytes(x.try_into().expect("4")));
+    let u64_of = |b: &mut &[u8]| take(b, 8).map(|x| u64::from_le_bytes(x.try_into().expect("8")));
+    if take(&mut b, 1)? != [1] {
+        return None;
+    }
+    let level = u32_of(&mut b)?;
+    let min_seq = u64_of(&mut b)?;
+    let max_seq = u64_of(&mut b)?;
+    let entries = u64_of(&mut b)?;
+    let file_bytes = u64_of(&mut b)?;
+    let block_count = u32_of(&mut b)?;
+    let n = u32_of(&mut b)? as usize;
+    let min_key = take(&mut b, n)?.to_vec();
+    let n = u32_of(&mut b)? as usize;
+    let max_key = take(&mut b, n)?.to_vec();
+    b.is_empty().then_some(TableMeta {
+        id,
+        level,
+        min_key,
+        max_key,
+        min_seq,
+        max_seq,
+        entries,
+        file_bytes,
+        block_count,
+    })
+}

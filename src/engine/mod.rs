@@ -1,0 +1,42 @@
+//! The storage engine: an LSM tree whose indexes live in LMDB.
+//!
+//! A write goes to the write-ahead log ([`wal`]) and, once durable, into the memtable
+//! ([`memtable`]). Full memtables are flushed in the background to immutable tables ([`table`],
+//! made of [`block`]s and a [`bloom`] filter), recorded in the manifest and block index in LMDB
+//! ([`index`]). Compaction ([`version`], [`merge`]) merges tables level by level. Reads consult
+//! the memtables, then the tables newest first, through the block cache ([`cache`]).
+//!
+//! The node layer uses the engine through the [`Store`] trait; [`MemStore`] implements it in
+//! memory for tests. [`faultfs`] simulates power loss under the WAL.
+//!
+//! The byte layouts are written down in `docs/storage-format.md`.
+
+mod batch;
+mod block;
+mod bloom;
+mod cache;
+mod entry;
+mod error;
+pub mod faultfs;
+mod index;
+mod logfile;
+mod lsm;
+mod memory;
+mod memtable;
+mod merge;
+mod options;
+mod store;
+mod table;
+mod version;
+mod wal;
+
+pub use batch::{Op, WriteBatch};
+pub use error::{EngineError, Result};
+pub use index::INDEX_KEY_BYTES_MAX;
+pub use logfile::{LogFile, LogFs, OsLogFs};
+pub use lsm::Engine;
+pub use memory::MemStore;
+pub use options::{
+    DropTombstones, KeepTombstones, Limits, Options, SyncMode, TombstonePolicy, KEY_BYTES_CEILING,
+};
+pub use store::{KeyRange, Scan, Stats, Store};

@@ -1,0 +1,301 @@
+//! SSTables: immutable sorted files of checksummed data blocks, a bloom filter and a footer.
+//!
+//! A table is written under a temporary name, fsynced, renamed and its directory fsynced, and
+//! only then recorded in the manifest. Its block index is not in the file: it lives in LMDB
+//! (see `index`). Layout of the file:
+//!
+//! ```text
+//! data blocks          see `block`
+//! bloom filter         see `bloom`
+//! footer (40 bytes)    bloom_offset u64 | bloom_len u32 | bloom_crc u32 | block_count u32 |
+//!                      format_version u32 | entries u64 | footer_crc u32 (CRC32C of bytes 0..32) |
+//!                      magic u32 = 0x5453564b ("KVST")
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::block::{Block, BlockBuilder};
+use super::bloom::{key_hash, Bloom};
+use super::error::{EngineError, Result};
+use super::logfile::sync_dir;
+
+pub const TABLE_FORMAT_VERSION: u32 = 1;
+const FOOTER_BYTES: usize = 40;
+const MAGIC: u32 = 0x5453_564b;
+
+/// Where a data block is in its table file, and the last key it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockHandle {
+    pub last_key: Vec<u8>,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// What the manifest records of a live table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMeta {
+    pub id: u64,
+    pub level: u32,
+    pub min_key: Vec<u8>,
+    pub max_key: Vec<u8>,
+    pub min_seq: u64,
+    pub max_seq: u64,
+    pub entries: u64,
+    pub file_bytes: u64,
+    pub block_count: u32,
+}
+
+impl TableMeta {
+    pub fn overlaps(&self, lo: &[u8], hi: &[u8]) -> bool {
+        self.min_key.as_slice() <= hi && self.max_key.as_slice() >= lo
+    }
+}
+
+pub fn table_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.sst"))
+}
+
+/// Writes one table. Keys must be added in strictly increasing order.
+pub struct TableWriter {
+    id: u64,
+    path: PathBuf,
+    tmp_path: PathBuf,
+    file: BufWriter<File>,
+    block: BlockBuilder,
+    block_bytes: usize,
+    scratch: Vec<u8>,
+    offset: u64,
+    handles: Vec<BlockHandle>,
+    hashes: Vec<u64>,
+    last_key: Vec<u8>,
+    min_key: Option<Vec<u8>>,
+    min_seq: u64,
+    max_seq: u64,
+}
+
+impl TableWriter {
+    pub fn create(dir: &Path, id: u64, block_bytes: usize) -> Result<Self> {
+        let path = table_path(dir, id);
+        let tmp_path = path.with_extension("sst.tmp");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp_path)
+            .map_err(|e| EngineError::io("creating table", &tmp_path, e))?;
+        Ok(TableWriter {
+            id,
+            path,
+            tmp_path,
+            file: BufWriter::with_capacity(256 << 10, file),
+            block: BlockBuilder::default(),
+            block_bytes,
+            scratch: Vec::new(),
+            offset: 0,
+            handles: Vec::new(),
+            hashes: Vec::new(),
+            last_key: Vec::new(),
+            min_key: None,
+            min_seq: u64::MAX,
+            max_seq: 0,
+        })
+    }
+
+    pub fn add(&mut self, key: &[u8], seq: u64, value: Option<&[u8]>) -> Result<()> {
+        debug_assert!(self.min_key.is_none() || key > self.last_key.as_slice(), "keys out of order");
+        if self.min_key.is_none() {
+            self.min_key = Some(key.to_vec());
+        }
+        self.block.add(key, seq, value);
+        self.hashes.push(key_hash(key));
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
+        self.min_seq = self.min_seq.min(seq);
+        self.max_seq = self.max_seq.max(seq);
+        if self.block.len() >= self.block_bytes {
+            self.finish_block()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes written so far, including the open block.
+    pub fn bytes(&self) -> u64 {
+        self.offset + self.block.len() as u64
+    }
+
+    fn finish_block(&mut self) -> Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        self.scratch.clear();
+        self.block.finish_into(&mut self.scratch);
+        self.write(&self.scratch.clone())?;
+        self.handles.push(BlockHandle {
+            last_key: self.last_key.clone(),
+            offset: self.offset - self.scratch.len() as u64,
+            len: self.scratch.len() as u32,
+        });
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file.write_all(bytes).map_err(|e| EngineError::io("writing table", &self.tmp_path, e))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Finishes the file durably under its final name. Returns its metadata (at `level`), its
+    /// block handles for the index, and its bloom filter.
+    pub fn finish(
+        mut self,
+        level: u32,
+        bloom_bits_per_key: u32,
+    ) -> Result<(TableMeta, Vec<BlockHandle>, Bloom)> {
+        self.finish_block()?;
+        let bloom = Bloom::build(&self.hashes, bloom_bits_per_key);
+        let bloom_bytes = bloom.encode();
+        let bloom_offset = self.offset;
+        self.write(&bloom_bytes)?;
+        let mut footer = Vec::with_capacity(FOOTER_BYTES);
+        footer.extend_from_slice(&bloom_offset.to_le_bytes());
+        footer.extend_from_slice(&(bloom_bytes.len() as u32).to_le_bytes());
+        footer.extend_from_slice(&crc32c::crc32c(&bloom_bytes).to_le_bytes());
+        footer.extend_from_slice(&(self.handles.len() as u32).to_le_bytes());
+        footer.extend_from_slice(&TABLE_FORMAT_VERSION.to_le_bytes());
+        footer.extend_from_slice(&(self.hashes.len() as u64).to_le_bytes());
+        let crc = crc32c::crc32c(&footer);
+        footer.extend_from_slice(&crc.to_le_bytes());
+        footer.extend_from_slice(&MAGIC.to_le_bytes());
+        self.write(&footer)?;
+        let tmp = self.tmp_path.clone();
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| EngineError::io("writing table", &tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| EngineError::io("syncing table", &tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, &self.path).map_err(|e| EngineError::io("renaming table", &self.path, e))?;
+        let dir = self.path.parent().expect("a table path has a directory");
+        sync_dir(dir).map_err(|e| EngineError::io("syncing directory", dir, e))?;
+        let meta = TableMeta {
+            id: self.id,
+            level,
+            min_key: self.min_key.unwrap_or_default(),
+            max_key: self.last_key,
+            min_seq: if self.hashes.is_empty() { 0 } else { self.min_seq },
+            max_seq: self.max_seq,
+            entries: self.hashes.len() as u64,
+            file_bytes: self.offset,
+            block_count: self.handles.len() as u32,
+        };
+        Ok((meta, self.handles, bloom))
+    }
+
+    /// Abandons the table, removing its temporary file.
+    pub fn abandon(self) {
+        let _ = fs::remove_file(&self.tmp_path);
+    }
+}
+
+/// An open, immutable table. When a compaction replaces it, it is marked obsolete and its file
+/// is deleted once the last reader lets go of it.
+pub struct Table {
+    pub meta: TableMeta,
+    pub path: PathBuf,
+    file: File,
+    bloom: Bloom,
+    obsolete: AtomicBool,
+}
+
+impl Table {
+    /// Opens the table the manifest describes, checking its footer and bloom filter.
+    pub fn open(dir: &Path, meta: TableMeta) -> Result<Table> {
+        let path = table_path(dir, meta.id);
+        let file = File::open(&path).map_err(|e| EngineError::io("opening table", &path, e))?;
+        let len = file.metadata().map_err(|e| EngineError::io("reading table size", &path, e))?.len();
+        let corrupt = |offset: u64, reason: String| EngineError::TableCorrupt {
+            file: path.clone(),
+            offset,
+            reason,
+        };
+        if len != meta.file_bytes || len < FOOTER_BYTES as u64 {
+            return Err(corrupt(0, format!("file is {len} bytes, manifest says {}", meta.file_bytes)));
+        }
+        let footer_at = len - FOOTER_BYTES as u64;
+        let mut footer = [0u8; FOOTER_BYTES];
+        file.read_exact_at(&mut footer, footer_at)
+            .map_err(|e| EngineError::io("reading table footer", &path, e))?;
+        let u32_at = |at: usize| u32::from_le_bytes(footer[at..at + 4].try_into().expect("4 bytes"));
+        let u64_at = |at: usize| u64::from_le_bytes(footer[at..at + 8].try_into().expect("8 bytes"));
+        if u32_at(36) != MAGIC {
+            return Err(corrupt(footer_at, "bad magic number".into()));
+        }
+        let (expected, got) = (u32_at(32), crc32c::crc32c(&footer[..32]));
+        if expected != got {
+            return Err(EngineError::ChecksumMismatch { file: path, offset: footer_at, expected, got });
+        }
+        if u32_at(20) != TABLE_FORMAT_VERSION {
+            return Err(corrupt(footer_at, format!("unknown format version {}", u32_at(20))));
+        }
+        let (bloom_offset, bloom_len, bloom_crc) = (u64_at(0), u32_at(8) as u64, u32_at(12));
+        if bloom_offset.checked_add(bloom_len) != Some(footer_at) {
+            return Err(corrupt(footer_at, "bloom filter bounds disagree with the file".into()));
+        }
+        let mut bloom_bytes = vec![0u8; bloom_len as usize];
+        file.read_exact_at(&mut bloom_bytes, bloom_offset)
+            .map_err(|e| EngineError::io("reading bloom filter", &path, e))?;
+        let got = crc32c::crc32c(&bloom_bytes);
+        if got != bloom_crc {
+            return Err(EngineError::ChecksumMismatch {
+                file: path,
+                offset: bloom_offset,
+                expected: bloom_crc,
+                got,
+            });
+        }
+        let bloom = Bloom::decode(&bloom_bytes)
+            .ok_or_else(|| corrupt(bloom_offset, "undecodable bloom filter".into()))?;
+        Ok(Table { meta, path, file, bloom, obsolete: AtomicBool::new(false) })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.meta.id
+    }
+
+    /// False only if the key is certainly absent (outside the key range, or not in the filter).
+    pub fn may_contain(&self, key: &[u8], hash: u64) -> bool {
+        key >= self.meta.min_key.as_slice()
+            && key <= self.meta.max_key.as_slice()
+            && self.bloom.may_contain(hash)
+    }
+
+    pub fn bloom_bytes(&self) -> usize {
+        self.bloom.bytes()
+    }
+
+    /// Reads and verifies one block from the file.
+    pub fn read_block(&self, offset: u64, len: u32) -> Result<Block> {
+        let mut data = vec![0u8; len as usize];
+        self.file
+            .read_exact_at(&mut data, offset)
+            .map_err(|e| EngineError::io("reading table block", &self.path, e))?;
+        Block::decode(data, &self.path, offset)
+    }
+
+    pub fn mark_obsolete(&self) {
+        self.obsolete.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            // Leftovers of a failed removal are collected on the next open (not in manifest).
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
