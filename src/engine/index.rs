@@ -38,7 +38,10 @@ type Raw = Database<'static, Bytes, Bytes>;
 #[derive(Default)]
 pub struct Edit<'a> {
     pub added: Vec<(&'a TableMeta, &'a [BlockHandle])>,
+    /// Tables leaving the manifest. Their block index entries stay until they are forgotten.
     pub removed: Vec<u64>,
+    /// Removed tables no reader holds any more: their block index entries go.
+    pub forgotten: Vec<u64>,
     pub last_flushed_seq: Option<u64>,
     pub next_table_id: u64,
 }
@@ -145,6 +148,8 @@ impl Index {
         let mut wtxn = self.env.write_txn().map_err(err("starting a transaction"))?;
         for &id in &edit.removed {
             self.manifest.delete(&mut wtxn, &id.to_be_bytes()).map_err(err("removing a table"))?;
+        }
+        for &id in &edit.forgotten {
             let (lo, hi) = (id.to_be_bytes(), (id + 1).to_be_bytes());
             let range = (Bound::Included(&lo[..]), Bound::Excluded(&hi[..]));
             self.blocks.delete_range(&mut wtxn, &range).map_err(err("removing a block index"))?;
@@ -211,6 +216,40 @@ impl Index {
             }
         }
         Ok(())
+    }
+
+    /// Removes the block index entries of tables the manifest does not list (left by tables
+    /// that were replaced but still read when the engine stopped).
+    pub fn forget_unlisted(&self) -> Result<()> {
+        let live: std::collections::HashSet<u64> = self.tables()?.iter().map(|t| t.id).collect();
+        let mut stale = Vec::new();
+        {
+            let rtxn = self.read_txn()?;
+            let err = |e| EngineError::index("reading the block index", e);
+            let mut next = Some(0u64);
+            // Jump from table to table rather than reading every entry.
+            while let Some(from) = next {
+                let lo = from.to_be_bytes();
+                let range = (Bound::Included(&lo[..]), Bound::Unbounded);
+                let mut iter = self.blocks.range(&rtxn, &range).map_err(err)?;
+                let Some(item) = iter.next() else { break };
+                let (key, _) = item.map_err(err)?;
+                let id = key
+                    .get(..PREFIX_BYTES)
+                    .and_then(|p| p.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .ok_or_else(|| self.corrupt(format!("block index key of {} bytes", key.len())))?;
+                if !live.contains(&id) {
+                    stale.push(id);
+                }
+                next = id.checked_add(1);
+            }
+        }
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let next_table_id = self.next_table_id()?;
+        self.commit(&Edit { forgotten: stale, next_table_id, ..Edit::default() })
     }
 
     /// Number of entries in the block index (for stats and tests).

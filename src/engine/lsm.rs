@@ -22,7 +22,7 @@ use super::memtable::Memtable;
 use super::merge::{Merge, MemSource, Source, TableSource};
 use super::options::{Options, SyncMode};
 use super::store::{KeyRange, Scan, Stats, Store};
-use super::table::{table_path, Table, TableWriter};
+use super::table::{table_path, Graveyard, Table, TableWriter};
 use super::version::{CompactionTask, Shape, Version, LEVELS};
 use super::wal::{self, WalWriter};
 
@@ -108,6 +108,7 @@ struct Inner {
     /// Signalled on every change of `background` or of the live set.
     background_cv: Condvar,
     compaction: Mutex<[Vec<u8>; LEVELS]>,
+    graveyard: Graveyard,
     /// Serializes flushes: memtables must reach the manifest oldest first.
     flushing: Mutex<()>,
     closed: AtomicBool,
@@ -153,6 +154,7 @@ impl Engine {
             tables.push(Arc::new(Table::open(&tables_dir, meta)?));
         }
         remove_unlisted_tables(&tables_dir, &tables)?;
+        index.forget_unlisted()?;
         let version = Version::from_tables(tables);
 
         let last_flushed = index.last_flushed_seq()?;
@@ -193,6 +195,7 @@ impl Engine {
             background: Mutex::new(Background::default()),
             background_cv: Condvar::new(),
             compaction: Mutex::new(Default::default()),
+            graveyard: Graveyard::default(),
             flushing: Mutex::new(()),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
@@ -485,12 +488,18 @@ impl Inner {
             table = Some(Arc::new(Table::open(&self.tables_dir, meta)?));
         }
         let added: Vec<_> = table.iter().map(|t| (&t.meta, handles.as_slice())).collect();
-        self.index.commit(&Edit {
+        let forgotten = std::mem::take(&mut *self.graveyard.lock());
+        let committed = self.index.commit(&Edit {
             added,
             removed: Vec::new(),
+            forgotten: forgotten.clone(),
             last_flushed_seq: Some(mem.max_seq()),
             next_table_id: self.next_table_id.load(Ordering::Acquire),
-        })?;
+        });
+        if let Err(e) = committed {
+            self.graveyard.lock().extend(forgotten);
+            return Err(e);
+        }
         {
             let mut state = self.state.write();
             let immutables = state.immutables.iter().filter(|m| !Arc::ptr_eq(m, mem)).cloned().collect();
@@ -649,12 +658,18 @@ impl Inner {
             tables.push(Arc::new(Table::open(&self.tables_dir, meta.clone())?));
         }
         let removed: Vec<u64> = task.inputs.iter().map(|t| t.id()).collect();
-        self.index.commit(&Edit {
+        let forgotten = std::mem::take(&mut *self.graveyard.lock());
+        let committed = self.index.commit(&Edit {
             added: outputs.iter().map(|(m, h)| (m, h.as_slice())).collect(),
             removed: removed.clone(),
+            forgotten: forgotten.clone(),
             last_flushed_seq: None,
             next_table_id: self.next_table_id.load(Ordering::Acquire),
-        })?;
+        });
+        if let Err(e) = committed {
+            self.graveyard.lock().extend(forgotten);
+            return Err(e);
+        }
         {
             let mut state = self.state.write();
             *state = Arc::new(State {
@@ -664,7 +679,7 @@ impl Inner {
             });
         }
         for t in &task.inputs {
-            t.mark_obsolete();
+            t.mark_obsolete(&self.graveyard);
         }
         self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         self.notify_background();

@@ -16,7 +16,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use super::block::{Block, BlockBuilder};
 use super::bloom::{key_hash, Bloom};
@@ -201,14 +203,19 @@ impl TableWriter {
     }
 }
 
-/// An open, immutable table. When a compaction replaces it, it is marked obsolete and its file
-/// is deleted once the last reader lets go of it.
+/// Ids of replaced tables that no reader holds any more: their block index entries are removed
+/// by the next index commit. (Readers may look a table up in the index after a compaction has
+/// replaced it, as long as they hold it, so the entries must outlive the last reader.)
+pub type Graveyard = Arc<Mutex<Vec<u64>>>;
+
+/// An open, immutable table. When a compaction replaces it, it is marked obsolete: once the last
+/// reader lets go of it its file is deleted and its id goes to the graveyard.
 pub struct Table {
     pub meta: TableMeta,
     pub path: PathBuf,
     file: File,
     bloom: Bloom,
-    obsolete: AtomicBool,
+    obsolete: OnceLock<Graveyard>,
 }
 
 impl Table {
@@ -259,7 +266,7 @@ impl Table {
         }
         let bloom = Bloom::decode(&bloom_bytes)
             .ok_or_else(|| corrupt(bloom_offset, "undecodable bloom filter".into()))?;
-        Ok(Table { meta, path, file, bloom, obsolete: AtomicBool::new(false) })
+        Ok(Table { meta, path, file, bloom, obsolete: OnceLock::new() })
     }
 
     pub fn id(&self) -> u64 {
@@ -286,16 +293,17 @@ impl Table {
         Block::decode(data, &self.path, offset)
     }
 
-    pub fn mark_obsolete(&self) {
-        self.obsolete.store(true, Ordering::Release);
+    pub fn mark_obsolete(&self, graveyard: &Graveyard) {
+        let _ = self.obsolete.set(graveyard.clone());
     }
 }
 
 impl Drop for Table {
     fn drop(&mut self) {
-        if self.obsolete.load(Ordering::Acquire) {
+        if let Some(graveyard) = self.obsolete.get() {
             // Leftovers of a failed removal are collected on the next open (not in manifest).
             let _ = fs::remove_file(&self.path);
+            graveyard.lock().push(self.meta.id);
         }
     }
 }
