@@ -108,8 +108,10 @@ fn run(ops: Vec<Op>, background: bool, dir: &Path) -> Result<(), TestCaseError> 
                     .unwrap()
                     .collect::<Result<_, _>>()
                     .unwrap();
-                let want: Vec<_> =
-                    model.range(lo.clone()..hi.clone()).map(|(k, v)| (k.clone(), v.clone())).collect();
+                let want: Vec<_> = model
+                    .range(lo.clone()..hi.clone())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 prop_assert_eq!(got, want);
                 let got: Vec<_> = engine
                     .scan((Bound::Excluded(lo.clone()), Bound::Included(hi.clone())))
@@ -130,7 +132,11 @@ fn run(ops: Vec<Op>, background: bool, dir: &Path) -> Result<(), TestCaseError> 
             }
         }
     }
-    let all: Vec<_> = engine.scan((Bound::Unbounded, Bound::Unbounded)).unwrap().collect::<Result<_, _>>().unwrap();
+    let all: Vec<_> = engine
+        .scan((Bound::Unbounded, Bound::Unbounded))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
     let want: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     prop_assert_eq!(all, want);
     drop(engine);

@@ -31,7 +31,10 @@ impl WriteBatch {
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> &mut Self {
         let (key, value) = (key.into(), value.into());
         self.encoded_bytes += 1 + 4 + key.len() + 4 + value.len();
-        self.ops.push(Op { key, value: Some(value) });
+        self.ops.push(Op {
+            key,
+            value: Some(value),
+        });
         self
     }
 
@@ -109,7 +112,9 @@ impl WriteBatch {
         let count = take_u32(&mut bytes)? as usize;
         let mut batch = WriteBatch::new();
         for i in 0..count {
-            let kind = *bytes.first().ok_or_else(|| format!("operation {i}: missing kind"))?;
+            let kind = *bytes
+                .first()
+                .ok_or_else(|| format!("operation {i}: missing kind"))?;
             bytes = &bytes[1..];
             let key_len = take_u32(&mut bytes)? as usize;
             let key = take(&mut bytes, key_len)?.to_vec();
@@ -126,7 +131,10 @@ impl WriteBatch {
             }
         }
         if !bytes.is_empty() {
-            return Err(format!("{} trailing bytes after {count} operations", bytes.len()));
+            return Err(format!(
+                "{} trailing bytes after {count} operations",
+                bytes.len()
+            ));
         }
         Ok(batch)
     }
@@ -134,10 +142,15 @@ impl WriteBatch {
 
 pub(crate) fn validate_key(key: &[u8], limits: &Limits) -> Result<()> {
     if key.is_empty() {
-        return Err(EngineError::EmptyKey { max: limits.key_bytes_max });
+        return Err(EngineError::EmptyKey {
+            max: limits.key_bytes_max,
+        });
     }
     if key.len() > limits.key_bytes_max {
-        return Err(EngineError::KeyTooLarge { len: key.len(), max: limits.key_bytes_max });
+        return Err(EngineError::KeyTooLarge {
+            len: key.len(),
+            max: limits.key_bytes_max,
+        });
     }
     Ok(())
 }
@@ -164,7 +177,10 @@ mod tests {
     #[test]
     fn batch_roundtrip() {
         let mut batch = WriteBatch::new();
-        batch.put(b"a".to_vec(), b"1".to_vec()).delete(b"b".to_vec()).put(b"c".to_vec(), vec![]);
+        batch
+            .put(b"a".to_vec(), b"1".to_vec())
+            .delete(b"b".to_vec())
+            .put(b"c".to_vec(), vec![]);
         let mut buf = Vec::new();
         batch.encode_into(&mut buf);
         assert_eq!(buf.len(), batch.encoded_len());

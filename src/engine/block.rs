@@ -27,11 +27,17 @@ pub struct BlockBuilder {
 impl BlockBuilder {
     pub fn add(&mut self, key: &[u8], seq: u64, value: Option<&[u8]>) {
         self.offsets.push(self.buf.len() as u32);
-        self.buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
-        self.buf.push(if value.is_some() { KIND_PUT } else { KIND_TOMBSTONE });
+        self.buf
+            .extend_from_slice(&(key.len() as u16).to_le_bytes());
+        self.buf.push(if value.is_some() {
+            KIND_PUT
+        } else {
+            KIND_TOMBSTONE
+        });
         self.buf.extend_from_slice(&seq.to_le_bytes());
         let value = value.unwrap_or_default();
-        self.buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(value.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(key);
         self.buf.extend_from_slice(value);
     }
@@ -86,7 +92,10 @@ impl Block {
             reason,
         };
         if data.len() < 8 {
-            return Err(corrupt(format!("block of {} bytes is too short", data.len())));
+            return Err(corrupt(format!(
+                "block of {} bytes is too short",
+                data.len()
+            )));
         }
         let crc_at = data.len() - 4;
         let expected = u32::from_le_bytes(data[crc_at..].try_into().expect("4 bytes"));
@@ -99,11 +108,20 @@ impl Block {
                 got,
             });
         }
-        let count = u32::from_le_bytes(data[crc_at - 4..crc_at].try_into().expect("4 bytes")) as usize;
+        let count =
+            u32::from_le_bytes(data[crc_at - 4..crc_at].try_into().expect("4 bytes")) as usize;
         let offsets_at = (crc_at - 4)
-            .checked_sub(count.checked_mul(4).ok_or_else(|| corrupt("count overflows".into()))?)
+            .checked_sub(
+                count
+                    .checked_mul(4)
+                    .ok_or_else(|| corrupt("count overflows".into()))?,
+            )
             .ok_or_else(|| corrupt(format!("{count} entries do not fit")))?;
-        let block = Block { data, count, offsets_at };
+        let block = Block {
+            data,
+            count,
+            offsets_at,
+        };
         for i in 0..count {
             let at = block.offset(i);
             let header_end = at
@@ -146,7 +164,8 @@ impl Block {
         let value_len = u32::from_le_bytes([h[11], h[12], h[13], h[14]]) as usize;
         let key_at = at + ENTRY_HEADER_BYTES;
         let key = &self.data[key_at..key_at + key_len];
-        let value = (h[2] == KIND_PUT).then(|| &self.data[key_at + key_len..key_at + key_len + value_len]);
+        let value =
+            (h[2] == KIND_PUT).then(|| &self.data[key_at + key_len..key_at + key_len + value_len]);
         EntryRef { key, seq, value }
     }
 
@@ -191,7 +210,10 @@ mod tests {
         let block = Block::decode(data.clone(), path, 0).unwrap();
         assert_eq!(block.len(), 50);
         let e = block.entry(7);
-        assert_eq!((e.key, e.seq, e.value), (&b"k0007"[..], 8, Some(&[7u8; 7][..])));
+        assert_eq!(
+            (e.key, e.seq, e.value),
+            (&b"k0007"[..], 8, Some(&[7u8; 7][..]))
+        );
         assert_eq!(block.entry(10).value, None);
         assert_eq!(block.seek(b"k0007"), 7);
         assert_eq!(block.seek(b"k00075"), 8);
@@ -199,7 +221,10 @@ mod tests {
         assert_eq!(block.seek(b"z"), 50);
         data[3] ^= 0x10;
         let err = Block::decode(data, path, 4096).unwrap_err();
-        assert!(matches!(err, EngineError::ChecksumMismatch { offset: 4096, .. }), "{err}");
+        assert!(
+            matches!(err, EngineError::ChecksumMismatch { offset: 4096, .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("t.sst"));
     }
 }

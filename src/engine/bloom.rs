@@ -19,9 +19,14 @@ impl Bloom {
     pub fn build(hashes: &[u64], bits_per_key: u32) -> Bloom {
         let bits_per_key = bits_per_key.max(1);
         // k = bits_per_key * ln 2, rounded, within [1, 30].
-        let k = ((bits_per_key as f64) * std::f64::consts::LN_2).round().clamp(1.0, 30.0) as u32;
+        let k = ((bits_per_key as f64) * std::f64::consts::LN_2)
+            .round()
+            .clamp(1.0, 30.0) as u32;
         let m_bits = (hashes.len() as u64 * bits_per_key as u64).max(64);
-        let mut bloom = Bloom { k, bits: vec![0u8; m_bits.div_ceil(8) as usize] };
+        let mut bloom = Bloom {
+            k,
+            bits: vec![0u8; m_bits.div_ceil(8) as usize],
+        };
         for &h in hashes {
             let m = bloom.m();
             for bit in probes(h, k, m) {
@@ -55,7 +60,10 @@ impl Bloom {
         if k == 0 || k > 30 {
             return None;
         }
-        Some(Bloom { k: k as u32, bits: bits.to_vec() })
+        Some(Bloom {
+            k: k as u32,
+            bits: bits.to_vec(),
+        })
     }
 
     pub fn bytes(&self) -> usize {
@@ -80,7 +88,9 @@ mod tests {
     /// absent keys are false positives.
     #[test]
     fn bloom_has_no_false_negatives_and_under_one_percent_false_positives() {
-        let keys: Vec<u64> = (0..100_000u32).map(|i| key_hash(format!("key-{i}").as_bytes())).collect();
+        let keys: Vec<u64> = (0..100_000u32)
+            .map(|i| key_hash(format!("key-{i}").as_bytes()))
+            .collect();
         let bloom = Bloom::decode(&Bloom::build(&keys, 10).encode()).unwrap();
         assert!(keys.iter().all(|&h| bloom.may_contain(h)));
         let absent = 200_000u32;

@@ -27,7 +27,9 @@ pub struct BlockCache {
 impl BlockCache {
     pub fn new(capacity_bytes: u64) -> Self {
         let estimated_items = (capacity_bytes / 4096).clamp(16, 1 << 22) as usize;
-        BlockCache { cache: Cache::with_weighter(estimated_items, capacity_bytes.max(1), BlockWeight) }
+        BlockCache {
+            cache: Cache::with_weighter(estimated_items, capacity_bytes.max(1), BlockWeight),
+        }
     }
 
     /// The block at `offset` of `table`, from the cache or the file. Blocks read for compaction

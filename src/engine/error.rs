@@ -22,22 +22,42 @@ pub enum EngineError {
     BatchTooLarge { len: usize, max: usize },
 
     #[error("{action} {}: {source}", path.display())]
-    Io { action: &'static str, path: PathBuf, source: Arc<io::Error> },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: Arc<io::Error>,
+    },
 
     #[error("write-ahead log {} is corrupt at byte offset {offset}: {reason}", file.display())]
-    WalCorrupt { file: PathBuf, offset: u64, reason: String },
+    WalCorrupt {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
 
     #[error(
         "checksum mismatch in {} at byte offset {offset} (expected {expected:#010x}, got {got:#010x})",
         file.display()
     )]
-    ChecksumMismatch { file: PathBuf, offset: u64, expected: u32, got: u32 },
+    ChecksumMismatch {
+        file: PathBuf,
+        offset: u64,
+        expected: u32,
+        got: u32,
+    },
 
     #[error("table {} is corrupt at byte offset {offset}: {reason}", file.display())]
-    TableCorrupt { file: PathBuf, offset: u64, reason: String },
+    TableCorrupt {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
 
     #[error("index (LMDB) error while {action}: {message}")]
-    Index { action: &'static str, message: String },
+    Index {
+        action: &'static str,
+        message: String,
+    },
 
     #[error("index (LMDB) in {} is corrupt: {reason}", dir.display())]
     IndexCorrupt { dir: PathBuf, reason: String },
@@ -59,10 +79,17 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 impl EngineError {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        EngineError::Io { action, path: path.into(), source: Arc::new(source) }
+        EngineError::Io {
+            action,
+            path: path.into(),
+            source: Arc::new(source),
+        }
     }
 
     pub(crate) fn index(action: &'static str, source: heed::Error) -> Self {
-        EngineError::Index { action, message: source.to_string() }
+        EngineError::Index {
+            action,
+            message: source.to_string(),
+        }
     }
 }

@@ -18,11 +18,37 @@ use super::logfile::{sync_dir, LogFile, LogFs};
 struct Shared {
     crashed: bool,
     files: Vec<Arc<Mutex<FileState>>>,
+    /// Crash when this many more appends have been made: (appends left, torn seed).
+    crash_at_append: Option<(u64, u64)>,
+    discarded: u64,
 }
 
 struct FileState {
     file: File,
     unsynced: Vec<u8>,
+}
+
+impl Shared {
+    fn crash(&mut self, torn_seed: u64) {
+        self.crashed = true;
+        let mut seed = torn_seed;
+        for file in &self.files {
+            let mut state = file.lock();
+            let unsynced = std::mem::take(&mut state.unsynced);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let kept = if unsynced.is_empty() {
+                0
+            } else {
+                (seed >> 33) as usize % unsynced.len()
+            };
+            // A torn write: a prefix of what was never synced still lands on the disk.
+            let _ = state.file.write_all(&unsynced[..kept]);
+            let _ = state.file.sync_data();
+            self.discarded += (unsynced.len() - kept) as u64;
+        }
+    }
 }
 
 /// See the module documentation.
@@ -36,24 +62,25 @@ impl FaultFs {
         FaultFs::default()
     }
 
-    /// Simulates power loss. `torn_seed` picks how much of each file's unsynced tail reaches the
-    /// disk (deterministically). Returns the number of unsynced bytes discarded.
-    pub fn crash(&self, torn_seed: u64) -> u64 {
-        let mut shared = self.shared.lock();
-        shared.crashed = true;
-        let mut discarded = 0u64;
-        let mut seed = torn_seed;
-        for file in &shared.files {
-            let mut state = file.lock();
-            let unsynced = std::mem::take(&mut state.unsynced);
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let kept = if unsynced.is_empty() { 0 } else { (seed >> 33) as usize % unsynced.len() };
-            // A torn write: a prefix of what was never synced still lands on the disk.
-            let _ = state.file.write_all(&unsynced[..kept]);
-            let _ = state.file.sync_data();
-            discarded += (unsynced.len() - kept) as u64;
-        }
-        discarded
+    /// Simulates power loss now. `torn_seed` picks how much of each file's unsynced tail reaches
+    /// the disk (deterministically).
+    pub fn crash(&self, torn_seed: u64) {
+        self.shared.lock().crash(torn_seed);
+    }
+
+    /// Simulates power loss right after the `appends`-th append from now, so that the write in
+    /// flight is lost (deterministically, whatever the thread timing).
+    pub fn crash_at_append(&self, appends: u64, torn_seed: u64) {
+        self.shared.lock().crash_at_append = Some((appends.max(1), torn_seed));
+    }
+
+    pub fn crashed(&self) -> bool {
+        self.shared.lock().crashed
+    }
+
+    /// Unsynced bytes discarded by crashes so far.
+    pub fn discarded_bytes(&self) -> u64 {
+        self.shared.lock().discarded
     }
 }
 
@@ -68,11 +95,18 @@ struct FaultFile {
 
 impl LogFile for FaultFile {
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        let shared = self.fs.lock();
+        let mut shared = self.fs.lock();
         if shared.crashed {
             return Err(power_lost());
         }
         self.state.lock().unsynced.extend_from_slice(buf);
+        if let Some((left, seed)) = shared.crash_at_append {
+            if left <= 1 {
+                shared.crash(seed);
+                return Err(power_lost());
+            }
+            shared.crash_at_append = Some((left - 1, seed));
+        }
         Ok(())
     }
 
@@ -98,8 +132,14 @@ impl LogFs for FaultFs {
         if let Some(dir) = path.parent() {
             sync_dir(dir)?;
         }
-        let state = Arc::new(Mutex::new(FileState { file, unsynced: Vec::new() }));
+        let state = Arc::new(Mutex::new(FileState {
+            file,
+            unsynced: Vec::new(),
+        }));
         shared.files.push(state.clone());
-        Ok(Box::new(FaultFile { fs: self.shared.clone(), state }))
+        Ok(Box::new(FaultFile {
+            fs: self.shared.clone(),
+            state,
+        }))
     }
 }

@@ -56,19 +56,26 @@ pub struct Index {
 
 impl Index {
     pub fn open(dir: &Path, map_bytes: usize) -> Result<Index> {
-        std::fs::create_dir_all(dir).map_err(|e| EngineError::io("creating index directory", dir, e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| EngineError::io("creating index directory", dir, e))?;
         let mut options = EnvOpenOptions::new();
         options.map_size(map_bytes).max_dbs(8);
         // SAFETY: the engine holds an exclusive lock on its directory, so no other process maps
         // this environment, and this process opens it once per engine.
-        let env = unsafe { options.open(dir) }.map_err(|e| EngineError::index("opening LMDB", e))?;
+        let env =
+            unsafe { options.open(dir) }.map_err(|e| EngineError::index("opening LMDB", e))?;
         if env.max_key_size() < INDEX_KEY_BYTES_MAX {
             return Err(EngineError::IndexCorrupt {
                 dir: dir.to_path_buf(),
-                reason: format!("LMDB allows keys of {} bytes, need {INDEX_KEY_BYTES_MAX}", env.max_key_size()),
+                reason: format!(
+                    "LMDB allows keys of {} bytes, need {INDEX_KEY_BYTES_MAX}",
+                    env.max_key_size()
+                ),
             });
         }
-        let wtxn = env.write_txn().map_err(|e| EngineError::index("starting a transaction", e))?;
+        let wtxn = env
+            .write_txn()
+            .map_err(|e| EngineError::index("starting a transaction", e))?;
         let (manifest, blocks, meta) = env
             .create_databases_and_commit(wtxn, |opener, wtxn| -> heed::Result<_> {
                 let manifest = opener.create_database::<Bytes, Bytes>(wtxn, Some("manifest"))?;
@@ -78,14 +85,27 @@ impl Index {
             })
             .map_err(|e| EngineError::index("creating databases", e))?
             .unwrap_commit();
-        let index = Index { env, dir: dir.to_path_buf(), manifest, blocks, meta };
+        let index = Index {
+            env,
+            dir: dir.to_path_buf(),
+            manifest,
+            blocks,
+            meta,
+        };
         index.check_format()?;
         Ok(index)
     }
 
     fn check_format(&self) -> Result<()> {
-        let mut wtxn = self.env.write_txn().map_err(|e| EngineError::index("starting a transaction", e))?;
-        match self.meta.get(&wtxn, META_FORMAT_VERSION).map_err(|e| EngineError::index("reading meta", e))? {
+        let mut wtxn = self
+            .env
+            .write_txn()
+            .map_err(|e| EngineError::index("starting a transaction", e))?;
+        match self
+            .meta
+            .get(&wtxn, META_FORMAT_VERSION)
+            .map_err(|e| EngineError::index("reading meta", e))?
+        {
             Some(v) if v == INDEX_FORMAT_VERSION.to_le_bytes() => return Ok(()),
             Some(v) => {
                 return Err(self.corrupt(format!("unknown index format version {v:?}")));
@@ -93,31 +113,46 @@ impl Index {
             None => {}
         }
         self.meta
-            .put(&mut wtxn, META_FORMAT_VERSION, &INDEX_FORMAT_VERSION.to_le_bytes())
+            .put(
+                &mut wtxn,
+                META_FORMAT_VERSION,
+                &INDEX_FORMAT_VERSION.to_le_bytes(),
+            )
             .map_err(|e| EngineError::index("writing meta", e))?;
-        wtxn.commit().map_err(|e| EngineError::index("committing", e))
+        wtxn.commit()
+            .map_err(|e| EngineError::index("committing", e))
     }
 
     fn corrupt(&self, reason: String) -> EngineError {
-        EngineError::IndexCorrupt { dir: self.dir.clone(), reason }
+        EngineError::IndexCorrupt {
+            dir: self.dir.clone(),
+            reason,
+        }
     }
 
     pub fn read_txn(&self) -> Result<RoTxn<'_, WithTls>> {
-        self.env.read_txn().map_err(|e| EngineError::index("starting a read transaction", e))
+        self.env
+            .read_txn()
+            .map_err(|e| EngineError::index("starting a read transaction", e))
     }
 
     /// The live tables, by id.
     pub fn tables(&self) -> Result<Vec<TableMeta>> {
         let rtxn = self.read_txn()?;
         let mut out = Vec::new();
-        for item in self.manifest.iter(&rtxn).map_err(|e| EngineError::index("reading manifest", e))? {
+        for item in self
+            .manifest
+            .iter(&rtxn)
+            .map_err(|e| EngineError::index("reading manifest", e))?
+        {
             let (key, value) = item.map_err(|e| EngineError::index("reading manifest", e))?;
             let id = key
                 .try_into()
                 .map(u64::from_be_bytes)
                 .map_err(|_| self.corrupt(format!("manifest key of {} bytes", key.len())))?;
-            let meta = decode_meta(id, value)
-                .ok_or_else(|| self.corrupt(format!("undecodable manifest entry for table {id}")))?;
+            let meta = decode_meta(id, value).ok_or_else(|| {
+                self.corrupt(format!("undecodable manifest entry for table {id}"))
+            })?;
             out.push(meta);
         }
         Ok(out)
@@ -125,12 +160,19 @@ impl Index {
 
     fn meta_u64(&self, key: &[u8]) -> Result<u64> {
         let rtxn = self.read_txn()?;
-        match self.meta.get(&rtxn, key).map_err(|e| EngineError::index("reading meta", e))? {
+        match self
+            .meta
+            .get(&rtxn, key)
+            .map_err(|e| EngineError::index("reading meta", e))?
+        {
             None => Ok(0),
-            Some(v) => v
-                .try_into()
-                .map(u64::from_le_bytes)
-                .map_err(|_| self.corrupt(format!("meta {} is {} bytes", String::from_utf8_lossy(key), v.len()))),
+            Some(v) => v.try_into().map(u64::from_le_bytes).map_err(|_| {
+                self.corrupt(format!(
+                    "meta {} is {} bytes",
+                    String::from_utf8_lossy(key),
+                    v.len()
+                ))
+            }),
         }
     }
 
@@ -145,14 +187,21 @@ impl Index {
     /// Applies `edit` in one write transaction: it is all there after a crash, or none of it.
     pub fn commit(&self, edit: &Edit<'_>) -> Result<()> {
         let err = |action| move |e| EngineError::index(action, e);
-        let mut wtxn = self.env.write_txn().map_err(err("starting a transaction"))?;
+        let mut wtxn = self
+            .env
+            .write_txn()
+            .map_err(err("starting a transaction"))?;
         for &id in &edit.removed {
-            self.manifest.delete(&mut wtxn, &id.to_be_bytes()).map_err(err("removing a table"))?;
+            self.manifest
+                .delete(&mut wtxn, &id.to_be_bytes())
+                .map_err(err("removing a table"))?;
         }
         for &id in &edit.forgotten {
             let (lo, hi) = (id.to_be_bytes(), (id + 1).to_be_bytes());
             let range = (Bound::Included(&lo[..]), Bound::Excluded(&hi[..]));
-            self.blocks.delete_range(&mut wtxn, &range).map_err(err("removing a block index"))?;
+            self.blocks
+                .delete_range(&mut wtxn, &range)
+                .map_err(err("removing a block index"))?;
         }
         let mut key = Vec::with_capacity(INDEX_KEY_BYTES_MAX);
         let mut value = Vec::new();
@@ -167,20 +216,29 @@ impl Index {
                 // Blocks whose cut keys collide share the entry.
                 let cut = key.len();
                 let mut j = i;
-                while j < handles.len() && cut_key(&handles[j].last_key) == &key[PREFIX_BYTES..cut] {
+                while j < handles.len() && cut_key(&handles[j].last_key) == &key[PREFIX_BYTES..cut]
+                {
                     value.extend_from_slice(&handles[j].offset.to_le_bytes());
                     value.extend_from_slice(&handles[j].len.to_le_bytes());
                     j += 1;
                 }
-                self.blocks.put(&mut wtxn, &key, &value).map_err(err("adding a block index"))?;
+                self.blocks
+                    .put(&mut wtxn, &key, &value)
+                    .map_err(err("adding a block index"))?;
                 i = j;
             }
         }
         if let Some(seq) = edit.last_flushed_seq {
-            self.meta.put(&mut wtxn, META_LAST_FLUSHED_SEQ, &seq.to_le_bytes()).map_err(err("writing meta"))?;
+            self.meta
+                .put(&mut wtxn, META_LAST_FLUSHED_SEQ, &seq.to_le_bytes())
+                .map_err(err("writing meta"))?;
         }
         self.meta
-            .put(&mut wtxn, META_NEXT_TABLE_ID, &edit.next_table_id.to_le_bytes())
+            .put(
+                &mut wtxn,
+                META_NEXT_TABLE_ID,
+                &edit.next_table_id.to_le_bytes(),
+            )
             .map_err(err("writing meta"))?;
         wtxn.commit().map_err(err("committing"))
     }
@@ -205,7 +263,10 @@ impl Index {
         for item in self.blocks.range(rtxn, &range).map_err(err)? {
             let (_, value) = item.map_err(err)?;
             if value.is_empty() || value.len() % HANDLE_BYTES != 0 {
-                return Err(self.corrupt(format!("block index value of {} bytes for table {table_id}", value.len())));
+                return Err(self.corrupt(format!(
+                    "block index value of {} bytes for table {table_id}",
+                    value.len()
+                )));
             }
             for h in value.chunks_exact(HANDLE_BYTES) {
                 let offset = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
@@ -238,7 +299,9 @@ impl Index {
                     .get(..PREFIX_BYTES)
                     .and_then(|p| p.try_into().ok())
                     .map(u64::from_be_bytes)
-                    .ok_or_else(|| self.corrupt(format!("block index key of {} bytes", key.len())))?;
+                    .ok_or_else(|| {
+                        self.corrupt(format!("block index key of {} bytes", key.len()))
+                    })?;
                 if !live.contains(&id) {
                     stale.push(id);
                 }
@@ -249,13 +312,19 @@ impl Index {
             return Ok(());
         }
         let next_table_id = self.next_table_id()?;
-        self.commit(&Edit { forgotten: stale, next_table_id, ..Edit::default() })
+        self.commit(&Edit {
+            forgotten: stale,
+            next_table_id,
+            ..Edit::default()
+        })
     }
 
     /// Number of entries in the block index (for stats and tests).
     pub fn block_index_entries(&self) -> Result<u64> {
         let rtxn = self.read_txn()?;
-        self.blocks.len(&rtxn).map_err(|e| EngineError::index("counting the block index", e))
+        self.blocks
+            .len(&rtxn)
+            .map_err(|e| EngineError::index("counting the block index", e))
     }
 }
 

@@ -19,7 +19,7 @@ use super::error::{EngineError, Result};
 use super::index::{Edit, Index};
 use super::logfile::sync_dir;
 use super::memtable::Memtable;
-use super::merge::{Merge, MemSource, Source, TableSource};
+use super::merge::{MemSource, Merge, Source, TableSource};
 use super::options::{Options, SyncMode};
 use super::store::{KeyRange, Scan, Stats, Store};
 use super::table::{table_path, Graveyard, Table, TableWriter};
@@ -140,7 +140,10 @@ impl Engine {
             .open(&lock_path)
             .map_err(|e| EngineError::io("opening lock file", &lock_path, e))?;
         if lock.try_lock().is_err() {
-            return Err(EngineError::Locked { dir, lock: lock_path });
+            return Err(EngineError::Locked {
+                dir,
+                lock: lock_path,
+            });
         }
 
         let index = Index::open(&dir.join("index"), options.index_map_bytes)?;
@@ -166,15 +169,16 @@ impl Engine {
         let mut previous: Option<u64> = None;
         for (i, &id) in segments.iter().enumerate() {
             let path = wal::segment_path(&wal_dir, id);
-            let replay = wal::replay_segment(&path, i + 1 == segments.len(), previous, |seq, batch| {
-                for (n, op) in batch.ops().iter().enumerate() {
-                    let op_seq = seq + n as u64;
-                    if op_seq > last_flushed {
-                        memtable.insert(&op.key, op_seq, op.value.as_deref());
+            let replay =
+                wal::replay_segment(&path, i + 1 == segments.len(), previous, |seq, batch| {
+                    for (n, op) in batch.ops().iter().enumerate() {
+                        let op_seq = seq + n as u64;
+                        if op_seq > last_flushed {
+                            memtable.insert(&op.key, op_seq, op.value.as_deref());
+                        }
                     }
-                }
-                Ok(())
-            })?;
+                    Ok(())
+                })?;
             previous = replay.last_seq.or(previous);
         }
         last_seq = last_seq.max(previous.unwrap_or(0));
@@ -189,7 +193,10 @@ impl Engine {
                 version: Arc::new(version),
             })),
             queue: Mutex::new(Queue::default()),
-            wal: Mutex::new(WalState { writer, poisoned: None }),
+            wal: Mutex::new(WalState {
+                writer,
+                poisoned: None,
+            }),
             last_seq: AtomicU64::new(last_seq),
             next_table_id: AtomicU64::new(next_table_id),
             background: Mutex::new(Background::default()),
@@ -221,7 +228,10 @@ impl Engine {
         if let SyncMode::Periodic(_) = inner.options.sync {
             threads.push(spawn("kvctl-wal-sync", Inner::periodic_sync_loop)?);
         }
-        Ok(Engine { inner, threads: Mutex::new(threads) })
+        Ok(Engine {
+            inner,
+            threads: Mutex::new(threads),
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -247,7 +257,8 @@ fn remove_unlisted_tables(dir: &Path, live: &[Arc<Table>]) -> Result<()> {
             .and_then(|id| id.parse::<u64>().ok())
             .is_some_and(|id| live.iter().any(|t| t.id() == id));
         if !listed && (name.ends_with(".sst") || name.ends_with(".sst.tmp")) {
-            fs::remove_file(&path).map_err(|e| EngineError::io("removing unlisted table", &path, e))?;
+            fs::remove_file(&path)
+                .map_err(|e| EngineError::io("removing unlisted table", &path, e))?;
         }
     }
     sync_dir(dir).map_err(|e| EngineError::io("syncing directory", dir, e))
@@ -279,10 +290,16 @@ impl Inner {
         if batch.is_empty() {
             return Ok(());
         }
-        let waiter = Arc::new(Waiter { turn: Mutex::new(Turn::Waiting), cv: Condvar::new() });
+        let waiter = Arc::new(Waiter {
+            turn: Mutex::new(Turn::Waiting),
+            cv: Condvar::new(),
+        });
         let lead = {
             let mut queue = self.queue.lock();
-            queue.pending.push(Pending { batch, waiter: waiter.clone() });
+            queue.pending.push(Pending {
+                batch,
+                waiter: waiter.clone(),
+            });
             !std::mem::replace(&mut queue.leading, true)
         };
         if !lead {
@@ -331,7 +348,9 @@ impl Inner {
         self.wait_for_room()?;
         let mut wal = self.wal.lock();
         if let Some(cause) = &wal.poisoned {
-            return Err(EngineError::WalPoisoned { cause: cause.clone() });
+            return Err(EngineError::WalPoisoned {
+                cause: cause.clone(),
+            });
         }
         buf.clear();
         let first_seq = self.last_seq.load(Ordering::Acquire) + 1;
@@ -342,13 +361,16 @@ impl Inner {
             seq += p.batch.len() as u64;
             user_bytes += p.batch.encoded_len() as u64;
         }
-        let appended = wal.writer.append(buf).and_then(|()| match self.options.sync {
-            SyncMode::Sync => {
-                self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
-                wal.writer.sync()
-            }
-            _ => Ok(()),
-        });
+        let appended = wal
+            .writer
+            .append(buf)
+            .and_then(|()| match self.options.sync {
+                SyncMode::Sync => {
+                    self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
+                    wal.writer.sync()
+                }
+                _ => Ok(()),
+            });
         if let Err(e) = appended {
             // The segment may now end in a partial record, and after a failed fsync the page
             // cache cannot be trusted: refuse further writes rather than risk acknowledging one
@@ -366,7 +388,9 @@ impl Inner {
         }
         self.last_seq.store(seq - 1, Ordering::Release);
         self.counters.write_groups.fetch_add(1, Ordering::Relaxed);
-        self.counters.user_bytes_written.fetch_add(user_bytes, Ordering::Relaxed);
+        self.counters
+            .user_bytes_written
+            .fetch_add(user_bytes, Ordering::Relaxed);
         if active.bytes() >= self.options.memtable_bytes {
             // The group is durable; a failed rotation is retried by the next group.
             let _ = self.rotate(&mut wal);
@@ -382,7 +406,9 @@ impl Inner {
                 return Ok(());
             }
             if let Some(cause) = &bg.error {
-                return Err(EngineError::Background { cause: cause.clone() });
+                return Err(EngineError::Background {
+                    cause: cause.clone(),
+                });
             }
             if bg.shutdown {
                 return Err(EngineError::Closed);
@@ -453,7 +479,9 @@ impl Inner {
     fn flush_pending(&self) -> Result<()> {
         loop {
             let state = self.state();
-            let Some(mem) = state.immutables.first() else { break };
+            let Some(mem) = state.immutables.first() else {
+                break;
+            };
             self.flush_oldest(mem)?;
         }
         self.compact_while_needed()
@@ -463,7 +491,12 @@ impl Inner {
     /// `last_flushed_seq` in one LMDB transaction, then deletes its WAL segments.
     fn flush_oldest(&self, mem: &Arc<Memtable>) -> Result<()> {
         let _flushing = self.flushing.lock();
-        if !self.state().immutables.first().is_some_and(|m| Arc::ptr_eq(m, mem)) {
+        if !self
+            .state()
+            .immutables
+            .first()
+            .is_some_and(|m| Arc::ptr_eq(m, mem))
+        {
             return Ok(()); // Another thread flushed it.
         }
         let mut table = None;
@@ -484,10 +517,15 @@ impl Inner {
             }
             let (meta, h, _) = writer.finish(0, self.options.bloom_bits_per_key)?;
             handles = h;
-            self.counters.table_bytes_written.fetch_add(meta.file_bytes, Ordering::Relaxed);
+            self.counters
+                .table_bytes_written
+                .fetch_add(meta.file_bytes, Ordering::Relaxed);
             table = Some(Arc::new(Table::open(&self.tables_dir, meta)?));
         }
-        let added: Vec<_> = table.iter().map(|t| (&t.meta, handles.as_slice())).collect();
+        let added: Vec<_> = table
+            .iter()
+            .map(|t| (&t.meta, handles.as_slice()))
+            .collect();
         let forgotten = std::mem::take(&mut *self.graveyard.lock());
         let committed = self.index.commit(&Edit {
             added,
@@ -502,12 +540,21 @@ impl Inner {
         }
         {
             let mut state = self.state.write();
-            let immutables = state.immutables.iter().filter(|m| !Arc::ptr_eq(m, mem)).cloned().collect();
+            let immutables = state
+                .immutables
+                .iter()
+                .filter(|m| !Arc::ptr_eq(m, mem))
+                .cloned()
+                .collect();
             let version = match &table {
                 Some(t) => Arc::new(state.version.apply(&[], std::slice::from_ref(t))),
                 None => state.version.clone(),
             };
-            *state = Arc::new(State { active: state.active.clone(), immutables, version });
+            *state = Arc::new(State {
+                active: state.active.clone(),
+                immutables,
+                version,
+            });
         }
         for &id in &mem.wal_segments {
             let path = wal::segment_path(&self.wal_dir, id);
@@ -525,7 +572,9 @@ impl Inner {
         {
             let mut wal = self.wal.lock();
             if let Some(cause) = &wal.poisoned {
-                return Err(EngineError::WalPoisoned { cause: cause.clone() });
+                return Err(EngineError::WalPoisoned {
+                    cause: cause.clone(),
+                });
             }
             self.rotate(&mut wal)?;
         }
@@ -540,7 +589,9 @@ impl Inner {
                 return Ok(());
             }
             if let Some(cause) = &bg.error {
-                return Err(EngineError::Background { cause: cause.clone() });
+                return Err(EngineError::Background {
+                    cause: cause.clone(),
+                });
             }
             if bg.shutdown {
                 return Err(EngineError::Closed);
@@ -584,7 +635,9 @@ impl Inner {
             }
             let mut cursors = self.compaction.lock();
             let version = self.state().version.clone();
-            let Some(task) = version.pick(&self.shape(), &mut cursors) else { return Ok(()) };
+            let Some(task) = version.pick(&self.shape(), &mut cursors) else {
+                return Ok(());
+            };
             self.run_compaction(task)?;
         }
     }
@@ -615,7 +668,8 @@ impl Inner {
             )?));
         }
         let mut merge = Merge::new(sources);
-        let mut outputs: Vec<(super::table::TableMeta, Vec<super::table::BlockHandle>)> = Vec::new();
+        let mut outputs: Vec<(super::table::TableMeta, Vec<super::table::BlockHandle>)> =
+            Vec::new();
         let mut writer: Option<TableWriter> = None;
         let result = (|| {
             while let Some(e) = merge.next_newest()? {
@@ -625,20 +679,29 @@ impl Inner {
                 {
                     continue;
                 }
-                if writer.as_ref().is_some_and(|w| w.bytes() >= self.options.table_bytes) {
+                if writer
+                    .as_ref()
+                    .is_some_and(|w| w.bytes() >= self.options.table_bytes)
+                {
                     let w = writer.take().expect("checked");
-                    let (meta, handles, _) = w.finish(task.output_level, self.options.bloom_bits_per_key)?;
+                    let (meta, handles, _) =
+                        w.finish(task.output_level, self.options.bloom_bits_per_key)?;
                     outputs.push((meta, handles));
                 }
                 if writer.is_none() {
                     let id = self.next_table_id.fetch_add(1, Ordering::AcqRel);
-                    writer = Some(TableWriter::create(&self.tables_dir, id, self.options.block_bytes)?);
+                    writer = Some(TableWriter::create(
+                        &self.tables_dir,
+                        id,
+                        self.options.block_bytes,
+                    )?);
                 }
                 let w = writer.as_mut().expect("just created");
                 w.add(&e.key, e.seq, e.value.as_deref())?;
             }
             if let Some(w) = writer.take() {
-                let (meta, handles, _) = w.finish(task.output_level, self.options.bloom_bits_per_key)?;
+                let (meta, handles, _) =
+                    w.finish(task.output_level, self.options.bloom_bits_per_key)?;
                 outputs.push((meta, handles));
             }
             Ok::<_, EngineError>(())
@@ -654,7 +717,9 @@ impl Inner {
         }
         let mut tables = Vec::with_capacity(outputs.len());
         for (meta, _) in &outputs {
-            self.counters.table_bytes_written.fetch_add(meta.file_bytes, Ordering::Relaxed);
+            self.counters
+                .table_bytes_written
+                .fetch_add(meta.file_bytes, Ordering::Relaxed);
             tables.push(Arc::new(Table::open(&self.tables_dir, meta.clone())?));
         }
         let removed: Vec<u64> = task.inputs.iter().map(|t| t.id()).collect();
@@ -689,7 +754,9 @@ impl Inner {
     // ---- periodic sync ------------------------------------------------------------------
 
     fn periodic_sync_loop(&self) {
-        let SyncMode::Periodic(period) = self.options.sync else { return };
+        let SyncMode::Periodic(period) = self.options.sync else {
+            return;
+        };
         let mut bg = self.background.lock();
         loop {
             self.background_cv.wait_for(&mut bg, period);
@@ -754,19 +821,24 @@ impl Inner {
         }
         let rtxn = rtxn.as_ref().expect("just set");
         let mut found = None;
-        self.index.visit_blocks(rtxn, table.id(), Some(key), |offset, len| {
-            let block = self.cache.block(table, offset, len, true)?;
-            let i = block.seek(key);
-            if i == block.len() {
-                // The key is past this block's last key: it can only be in a later block.
-                return Ok(true);
-            }
-            let e = block.entry(i);
-            if e.key == key {
-                found = Some(Entry { key: key.to_vec(), seq: e.seq, value: e.value.map(<[u8]>::to_vec) });
-            }
-            Ok(false)
-        })?;
+        self.index
+            .visit_blocks(rtxn, table.id(), Some(key), |offset, len| {
+                let block = self.cache.block(table, offset, len, true)?;
+                let i = block.seek(key);
+                if i == block.len() {
+                    // The key is past this block's last key: it can only be in a later block.
+                    return Ok(true);
+                }
+                let e = block.entry(i);
+                if e.key == key {
+                    found = Some(Entry {
+                        key: key.to_vec(),
+                        seq: e.seq,
+                        value: e.value.map(<[u8]>::to_vec),
+                    });
+                }
+                Ok(false)
+            })?;
         Ok(found)
     }
 
@@ -777,11 +849,17 @@ impl Inner {
         let mut sources: Vec<Box<dyn Source>> = Vec::new();
         let mems = std::iter::once(&state.active).chain(state.immutables.iter().rev());
         for mem in mems {
-            sources.push(Box::new(MemSource::new(mem.clone(), start.clone(), end.clone())));
+            sources.push(Box::new(MemSource::new(
+                mem.clone(),
+                start.clone(),
+                end.clone(),
+            )));
         }
         let in_range = |t: &Table| {
             let after_start = match &start {
-                Bound::Included(s) | Bound::Excluded(s) => t.meta.max_key.as_slice() >= s.as_slice(),
+                Bound::Included(s) | Bound::Excluded(s) => {
+                    t.meta.max_key.as_slice() >= s.as_slice()
+                }
                 Bound::Unbounded => true,
             };
             let before_end = match &end {
@@ -807,7 +885,11 @@ impl Inner {
                 Err(e) => return Some(Err(e)),
                 Ok(None) => return None,
                 Ok(Some(Entry { value: None, .. })) => continue,
-                Ok(Some(Entry { key, value: Some(v), .. })) => return Some(Ok((key, v))),
+                Ok(Some(Entry {
+                    key,
+                    value: Some(v),
+                    ..
+                })) => return Some(Ok((key, v))),
             }
         })))
     }
@@ -820,7 +902,12 @@ impl Inner {
             memtable_bytes: state.active.bytes() as u64,
             immutable_memtables: state.immutables.len() as u64,
             wal_segments: wal::list_segments(&self.wal_dir).map_or(0, |s| s.len() as u64),
-            tables_per_level: state.version.levels.iter().map(|l| l.len() as u64).collect(),
+            tables_per_level: state
+                .version
+                .levels
+                .iter()
+                .map(|l| l.len() as u64)
+                .collect(),
             bytes_per_level: (0..LEVELS).map(|l| state.version.level_bytes(l)).collect(),
             block_index_entries: self.index.block_index_entries().unwrap_or(0),
             bloom_bytes: state.version.tables().map(|t| t.bloom_bytes() as u64).sum(),

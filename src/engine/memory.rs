@@ -20,7 +20,10 @@ pub struct MemStore {
 
 impl MemStore {
     pub fn new(limits: Limits) -> Self {
-        MemStore { limits, ..MemStore::default() }
+        MemStore {
+            limits,
+            ..MemStore::default()
+        }
     }
 
     fn check_open(&self) -> Result<()> {
@@ -54,8 +57,12 @@ impl Store for MemStore {
 
     fn scan(&self, range: KeyRange) -> Result<Scan> {
         self.check_open()?;
-        let items: Vec<_> =
-            self.map.read().range(range).map(|(k, v)| Ok((k.clone(), v.clone()))).collect();
+        let items: Vec<_> = self
+            .map
+            .read()
+            .range(range)
+            .map(|(k, v)| Ok((k.clone(), v.clone())))
+            .collect();
         Ok(Box::new(items.into_iter()))
     }
 
@@ -68,7 +75,10 @@ impl Store for MemStore {
     }
 
     fn stats(&self) -> Stats {
-        Stats { last_seq: self.seq.load(Ordering::Relaxed), ..Stats::default() }
+        Stats {
+            last_seq: self.seq.load(Ordering::Relaxed),
+            ..Stats::default()
+        }
     }
 
     fn close(&self) -> Result<()> {

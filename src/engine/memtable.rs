@@ -42,7 +42,13 @@ impl Memtable {
         let added = key.len() + value.map_or(0, <[u8]>::len) + ENTRY_OVERHEAD_BYTES;
         self.bytes.fetch_add(added, Ordering::Relaxed);
         self.max_seq.fetch_max(seq, Ordering::Relaxed);
-        self.map.insert(key.to_vec(), Slot { seq, value: value.map(<[u8]>::to_vec) });
+        self.map.insert(
+            key.to_vec(),
+            Slot {
+                seq,
+                value: value.map(<[u8]>::to_vec),
+            },
+        );
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Slot> {
@@ -73,7 +79,11 @@ impl Memtable {
         let range = self.map.range::<[u8], _>((start, end));
         for e in range.take(limit) {
             let slot = e.value();
-            out.push(Entry { key: e.key().clone(), seq: slot.seq, value: slot.value.clone() });
+            out.push(Entry {
+                key: e.key().clone(),
+                seq: slot.seq,
+                value: slot.value.clone(),
+            });
         }
     }
 }

@@ -43,7 +43,13 @@ pub struct MemSource {
 
 impl MemSource {
     pub fn new(mem: Arc<Memtable>, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Self {
-        MemSource { mem, next: start, end, buf: Vec::new().into_iter(), done: false }
+        MemSource {
+            mem,
+            next: start,
+            end,
+            buf: Vec::new().into_iter(),
+            done: false,
+        }
     }
 }
 
@@ -66,7 +72,8 @@ impl Source for MemSource {
             Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
             Bound::Unbounded => Bound::Unbounded,
         };
-        self.mem.chunk(start, end, MEMTABLE_CHUNK_ENTRIES, &mut chunk);
+        self.mem
+            .chunk(start, end, MEMTABLE_CHUNK_ENTRIES, &mut chunk);
         if chunk.len() < MEMTABLE_CHUNK_ENTRIES {
             self.done = true;
         }
@@ -134,7 +141,9 @@ impl TableSource {
             self.block = None;
             return Ok(false);
         };
-        let block = self.cache.block(&self.table, offset, len, self.fill_cache)?;
+        let block = self
+            .cache
+            .block(&self.table, offset, len, self.fill_cache)?;
         // Keep seeking until a block holds keys at or after the start: with cut index keys, the
         // first blocks visited may end before it.
         self.pos = self.start.as_deref().map_or(0, |start| block.seek(start));
@@ -217,7 +226,11 @@ pub struct Merge {
 
 impl Merge {
     pub fn new(sources: Vec<Box<dyn Source>>) -> Self {
-        Merge { heap: BinaryHeap::with_capacity(sources.len()), sources, started: false }
+        Merge {
+            heap: BinaryHeap::with_capacity(sources.len()),
+            sources,
+            started: false,
+        }
     }
 
     /// The next version: smallest key first, newest first within a key.
@@ -230,16 +243,23 @@ impl Merge {
                 }
             }
         }
-        let Some(head) = self.heap.pop() else { return Ok(None) };
+        let Some(head) = self.heap.pop() else {
+            return Ok(None);
+        };
         if let Some(entry) = self.sources[head.source].next_entry()? {
-            self.heap.push(Head { entry, source: head.source });
+            self.heap.push(Head {
+                entry,
+                source: head.source,
+            });
         }
         Ok(Some(head.entry))
     }
 
     /// The newest version of the next key (possibly a tombstone), skipping older versions.
     pub fn next_newest(&mut self) -> Result<Option<Entry>> {
-        let Some(entry) = self.next_version()? else { return Ok(None) };
+        let Some(entry) = self.next_version()? else {
+            return Ok(None);
+        };
         while self.heap.peek().is_some_and(|h| h.entry.key == entry.key) {
             self.next_version()?;
         }

@@ -63,7 +63,11 @@ pub const KEY_BYTES_CEILING: usize = u16::MAX as usize;
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { key_bytes_max: 4 * 1024, value_bytes_max: 16 << 20, batch_bytes_max: 64 << 20 }
+        Limits {
+            key_bytes_max: 4 * 1024,
+            value_bytes_max: 16 << 20,
+            batch_bytes_max: 64 << 20,
+        }
     }
 }
 

@@ -108,7 +108,10 @@ impl TableWriter {
     }
 
     pub fn add(&mut self, key: &[u8], seq: u64, value: Option<&[u8]>) -> Result<()> {
-        debug_assert!(self.min_key.is_none() || key > self.last_key.as_slice(), "keys out of order");
+        debug_assert!(
+            self.min_key.is_none() || key > self.last_key.as_slice(),
+            "keys out of order"
+        );
         if self.min_key.is_none() {
             self.min_key = Some(key.to_vec());
         }
@@ -145,7 +148,9 @@ impl TableWriter {
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.file.write_all(bytes).map_err(|e| EngineError::io("writing table", &self.tmp_path, e))?;
+        self.file
+            .write_all(bytes)
+            .map_err(|e| EngineError::io("writing table", &self.tmp_path, e))?;
         self.offset += bytes.len() as u64;
         Ok(())
     }
@@ -178,9 +183,11 @@ impl TableWriter {
             .file
             .into_inner()
             .map_err(|e| EngineError::io("writing table", &tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| EngineError::io("syncing table", &tmp, e))?;
+        file.sync_all()
+            .map_err(|e| EngineError::io("syncing table", &tmp, e))?;
         drop(file);
-        fs::rename(&tmp, &self.path).map_err(|e| EngineError::io("renaming table", &self.path, e))?;
+        fs::rename(&tmp, &self.path)
+            .map_err(|e| EngineError::io("renaming table", &self.path, e))?;
         let dir = self.path.parent().expect("a table path has a directory");
         sync_dir(dir).map_err(|e| EngineError::io("syncing directory", dir, e))?;
         let meta = TableMeta {
@@ -188,7 +195,11 @@ impl TableWriter {
             level,
             min_key: self.min_key.unwrap_or_default(),
             max_key: self.last_key,
-            min_seq: if self.hashes.is_empty() { 0 } else { self.min_seq },
+            min_seq: if self.hashes.is_empty() {
+                0
+            } else {
+                self.min_seq
+            },
             max_seq: self.max_seq,
             entries: self.hashes.len() as u64,
             file_bytes: self.offset,
@@ -223,34 +234,53 @@ impl Table {
     pub fn open(dir: &Path, meta: TableMeta) -> Result<Table> {
         let path = table_path(dir, meta.id);
         let file = File::open(&path).map_err(|e| EngineError::io("opening table", &path, e))?;
-        let len = file.metadata().map_err(|e| EngineError::io("reading table size", &path, e))?.len();
+        let len = file
+            .metadata()
+            .map_err(|e| EngineError::io("reading table size", &path, e))?
+            .len();
         let corrupt = |offset: u64, reason: String| EngineError::TableCorrupt {
             file: path.clone(),
             offset,
             reason,
         };
         if len != meta.file_bytes || len < FOOTER_BYTES as u64 {
-            return Err(corrupt(0, format!("file is {len} bytes, manifest says {}", meta.file_bytes)));
+            return Err(corrupt(
+                0,
+                format!("file is {len} bytes, manifest says {}", meta.file_bytes),
+            ));
         }
         let footer_at = len - FOOTER_BYTES as u64;
         let mut footer = [0u8; FOOTER_BYTES];
         file.read_exact_at(&mut footer, footer_at)
             .map_err(|e| EngineError::io("reading table footer", &path, e))?;
-        let u32_at = |at: usize| u32::from_le_bytes(footer[at..at + 4].try_into().expect("4 bytes"));
-        let u64_at = |at: usize| u64::from_le_bytes(footer[at..at + 8].try_into().expect("8 bytes"));
+        let u32_at =
+            |at: usize| u32::from_le_bytes(footer[at..at + 4].try_into().expect("4 bytes"));
+        let u64_at =
+            |at: usize| u64::from_le_bytes(footer[at..at + 8].try_into().expect("8 bytes"));
         if u32_at(36) != MAGIC {
             return Err(corrupt(footer_at, "bad magic number".into()));
         }
         let (expected, got) = (u32_at(32), crc32c::crc32c(&footer[..32]));
         if expected != got {
-            return Err(EngineError::ChecksumMismatch { file: path, offset: footer_at, expected, got });
+            return Err(EngineError::ChecksumMismatch {
+                file: path,
+                offset: footer_at,
+                expected,
+                got,
+            });
         }
         if u32_at(20) != TABLE_FORMAT_VERSION {
-            return Err(corrupt(footer_at, format!("unknown format version {}", u32_at(20))));
+            return Err(corrupt(
+                footer_at,
+                format!("unknown format version {}", u32_at(20)),
+            ));
         }
         let (bloom_offset, bloom_len, bloom_crc) = (u64_at(0), u32_at(8) as u64, u32_at(12));
         if bloom_offset.checked_add(bloom_len) != Some(footer_at) {
-            return Err(corrupt(footer_at, "bloom filter bounds disagree with the file".into()));
+            return Err(corrupt(
+                footer_at,
+                "bloom filter bounds disagree with the file".into(),
+            ));
         }
         let mut bloom_bytes = vec![0u8; bloom_len as usize];
         file.read_exact_at(&mut bloom_bytes, bloom_offset)
@@ -266,7 +296,13 @@ impl Table {
         }
         let bloom = Bloom::decode(&bloom_bytes)
             .ok_or_else(|| corrupt(bloom_offset, "undecodable bloom filter".into()))?;
-        Ok(Table { meta, path, file, bloom, obsolete: OnceLock::new() })
+        Ok(Table {
+            meta,
+            path,
+            file,
+            bloom,
+            obsolete: OnceLock::new(),
+        })
     }
 
     pub fn id(&self) -> u64 {

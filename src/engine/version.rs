@@ -70,16 +70,31 @@ impl Version {
     }
 
     fn deepest_nonempty(&self) -> usize {
-        (0..LEVELS).rev().find(|&l| !self.levels[l].is_empty()).unwrap_or(0)
+        (0..LEVELS)
+            .rev()
+            .find(|&l| !self.levels[l].is_empty())
+            .unwrap_or(0)
     }
 
     fn overlapping(&self, level: usize, lo: &[u8], hi: &[u8]) -> Vec<Arc<Table>> {
-        self.levels[level].iter().filter(|t| t.meta.overlaps(lo, hi)).cloned().collect()
+        self.levels[level]
+            .iter()
+            .filter(|t| t.meta.overlaps(lo, hi))
+            .cloned()
+            .collect()
     }
 
     fn task(&self, mut inputs: Vec<Arc<Table>>, next: usize) -> CompactionTask {
-        let lo = inputs.iter().map(|t| t.meta.min_key.clone()).min().unwrap_or_default();
-        let hi = inputs.iter().map(|t| t.meta.max_key.clone()).max().unwrap_or_default();
+        let lo = inputs
+            .iter()
+            .map(|t| t.meta.min_key.clone())
+            .min()
+            .unwrap_or_default();
+        let hi = inputs
+            .iter()
+            .map(|t| t.meta.max_key.clone())
+            .max()
+            .unwrap_or_default();
         inputs.extend(self.overlapping(next, &lo, &hi));
         CompactionTask {
             inputs,
@@ -118,6 +133,10 @@ impl Version {
             return None;
         }
         let output_level = self.deepest_nonempty().max(1) as u32;
-        Some(CompactionTask { inputs: tables, output_level, bottom: true })
+        Some(CompactionTask {
+            inputs: tables,
+            output_level,
+            bottom: true,
+        })
     }
 }

@@ -50,7 +50,9 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     for entry in entries {
         let entry = entry.map_err(|e| EngineError::io("listing", dir, e))?;
         let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else { continue };
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
+            continue;
+        };
         if let Ok(id) = stem.parse::<u64>() {
             ids.push(id);
         }
@@ -69,7 +71,9 @@ pub struct WalWriter {
 impl WalWriter {
     pub fn create(fs: &Arc<dyn LogFs>, dir: &Path, id: u64) -> Result<Self> {
         let path = segment_path(dir, id);
-        let file = fs.create(&path).map_err(|e| EngineError::io("creating WAL segment", &path, e))?;
+        let file = fs
+            .create(&path)
+            .map_err(|e| EngineError::io("creating WAL segment", &path, e))?;
         Ok(WalWriter { id, path, file })
     }
 
@@ -78,12 +82,16 @@ impl WalWriter {
     }
 
     pub fn append(&mut self, buf: &[u8]) -> Result<()> {
-        self.file.append(buf).map_err(|e| EngineError::io("appending to WAL", &self.path, e))?;
+        self.file
+            .append(buf)
+            .map_err(|e| EngineError::io("appending to WAL", &self.path, e))?;
         Ok(())
     }
 
     pub fn sync(&mut self) -> Result<()> {
-        self.file.sync().map_err(|e| EngineError::io("syncing WAL", &self.path, e))
+        self.file
+            .sync()
+            .map_err(|e| EngineError::io("syncing WAL", &self.path, e))
     }
 }
 
@@ -172,7 +180,10 @@ pub fn replay_segment(
     let torn_bytes = (bytes.len() - offset) as u64;
     if torn {
         if !is_last {
-            return Err(corrupt(offset, "incomplete record in a segment that is not the newest".into()));
+            return Err(corrupt(
+                offset,
+                "incomplete record in a segment that is not the newest".into(),
+            ));
         }
         let file = OpenOptions::new()
             .write(true)
@@ -182,7 +193,12 @@ pub fn replay_segment(
             .and_then(|()| file.sync_all())
             .map_err(|e| EngineError::io("truncating torn WAL tail", path, e))?;
     }
-    Ok(SegmentReplay { records, last_seq, valid_len: offset as u64, torn_bytes })
+    Ok(SegmentReplay {
+        records,
+        last_seq,
+        valid_len: offset as u64,
+        torn_bytes,
+    })
 }
 
 #[cfg(test)]
@@ -192,7 +208,10 @@ mod tests {
 
     fn batch(i: u32) -> WriteBatch {
         let mut b = WriteBatch::new();
-        b.put(format!("key{i}").into_bytes(), vec![i as u8; (i % 7) as usize]);
+        b.put(
+            format!("key{i}").into_bytes(),
+            vec![i as u8; (i % 7) as usize],
+        );
         if i % 3 == 0 {
             b.delete(format!("old{i}").into_bytes());
         }
@@ -243,7 +262,11 @@ mod tests {
             }
             let valid = if complete == 0 { 0 } else { ends[complete - 1] };
             assert_eq!(r.valid_len as usize, valid);
-            assert_eq!(fs::metadata(&path).unwrap().len() as usize, valid, "truncated");
+            assert_eq!(
+                fs::metadata(&path).unwrap().len() as usize,
+                valid,
+                "truncated"
+            );
         }
     }
 
@@ -274,7 +297,10 @@ mod tests {
                 }
                 Err(EngineError::WalCorrupt { file, offset, .. }) => {
                     assert_eq!(file, path);
-                    assert!(offset as usize <= byte, "offset {offset} after flip at {byte}");
+                    assert!(
+                        offset as usize <= byte,
+                        "offset {offset} after flip at {byte}"
+                    );
                 }
                 Err(other) => panic!("unexpected error {other}"),
             }
