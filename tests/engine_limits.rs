@@ -57,11 +57,20 @@ fn engine_keys_of_1_511_512_and_4096_bytes_work() {
 }
 
 /// Many 4 KiB keys that share their first 4000 bytes: their cut LMDB index keys collide, and
-/// every one is still found.
+/// every one is still found, through LMDB and through the in-memory mirror of the index.
 #[test]
 fn engine_long_keys_with_common_prefix_are_all_found() {
+    for index_cache_bytes in [0, 1 << 20] {
+        must_find_long_keys(Options {
+            index_cache_bytes,
+            ..options()
+        });
+    }
+}
+
+fn must_find_long_keys(options: Options) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(dir.path(), options()).unwrap();
+    let engine = Engine::open(dir.path(), options).unwrap();
     let key = |i: u32| {
         let mut k = vec![b'p'; 4000];
         k.extend_from_slice(format!("{i:096}").as_bytes());

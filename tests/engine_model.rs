@@ -65,6 +65,9 @@ fn options(background: bool) -> Options {
         cache_bytes: 16 << 10,
         index_map_bytes: 64 << 20,
         background_compaction: background,
+        // Without background threads every lookup goes to LMDB; with them, a budget that
+        // mirrors some tables' block index in memory and not others.
+        index_cache_bytes: if background { 2048 } else { 0 },
         ..Options::default()
     }
 }

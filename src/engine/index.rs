@@ -13,6 +13,10 @@
 //! - `meta`: `last_flushed_seq` → u64 LE; `next_table_id` → u64 LE; `format_version` → u32 LE.
 //!
 //! A flush or a compaction changes all of this in one write transaction ([`Index::commit`]).
+//!
+//! Reads may use an in-memory mirror of a table's block index entries ([`IndexEntries`], the
+//! same entries with the same lookup rule) while the mirrors fit the `index_cache_bytes`
+//! budget; tables beyond it are looked up in LMDB.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -37,13 +41,141 @@ type Raw = Database<'static, Bytes, Bytes>;
 /// One atomic change of the live set.
 #[derive(Default)]
 pub struct Edit<'a> {
-    pub added: Vec<(&'a TableMeta, &'a [BlockHandle])>,
+    pub added: Vec<(&'a TableMeta, &'a IndexEntries)>,
     /// Tables leaving the manifest. Their block index entries stay until they are forgotten.
     pub removed: Vec<u64>,
     /// Removed tables no reader holds any more: their block index entries go.
     pub forgotten: Vec<u64>,
     pub last_flushed_seq: Option<u64>,
     pub next_table_id: u64,
+}
+
+/// A table's block index entries, in the order and with the keys they have in LMDB.
+///
+/// Lookups binary-search a compact array first: for each key, the 8 bytes that follow the
+/// prefix all keys share, as a big-endian `u64` (zero-padded), which orders like the keys.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IndexEntries {
+    keys: Vec<u8>,
+    key_ends: Vec<u32>,
+    handle_ends: Vec<u32>,
+    handles: Vec<(u64, u32)>,
+    shared: usize,
+    probes: Vec<u64>,
+}
+
+fn probe(key: &[u8], shared: usize) -> u64 {
+    let mut word = [0u8; 8];
+    let tail = key.get(shared..).unwrap_or_default();
+    let n = tail.len().min(8);
+    word[..n].copy_from_slice(&tail[..n]);
+    u64::from_be_bytes(word)
+}
+
+impl IndexEntries {
+    /// Groups the handles of consecutive blocks whose cut last keys are equal.
+    pub fn from_handles(handles: &[BlockHandle]) -> IndexEntries {
+        let mut entries = IndexEntries::default();
+        for h in handles {
+            let cut = cut_key(&h.last_key);
+            let same = entries.len() > 0 && entries.key(entries.len() - 1) == cut;
+            if !same {
+                entries.keys.extend_from_slice(cut);
+                entries.key_ends.push(entries.keys.len() as u32);
+                entries.handle_ends.push(entries.handles.len() as u32);
+            }
+            entries.handles.push((h.offset, h.len));
+            *entries.handle_ends.last_mut().expect("an entry exists") =
+                entries.handles.len() as u32;
+        }
+        entries.build_probes();
+        entries
+    }
+
+    fn build_probes(&mut self) {
+        if self.len() == 0 {
+            return;
+        }
+        let (first, last) = (self.key(0), self.key(self.len() - 1));
+        self.shared = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+        self.probes = (0..self.len())
+            .map(|i| probe(self.key(i), self.shared))
+            .collect();
+    }
+
+    fn push(&mut self, cut: &[u8], handles: impl Iterator<Item = (u64, u32)>) {
+        self.keys.extend_from_slice(cut);
+        self.key_ends.push(self.keys.len() as u32);
+        self.handles.extend(handles);
+        self.handle_ends.push(self.handles.len() as u32);
+    }
+
+    pub fn len(&self) -> usize {
+        self.key_ends.len()
+    }
+
+    pub fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.key_ends[i - 1] as usize
+        };
+        &self.keys[start..self.key_ends[i] as usize]
+    }
+
+    fn handles(&self, i: usize) -> &[(u64, u32)] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.handle_ends[i - 1] as usize
+        };
+        &self.handles[start..self.handle_ends[i] as usize]
+    }
+
+    /// Memory held, for the mirror budget.
+    pub fn bytes(&self) -> u64 {
+        (self.keys.len() + 16 * self.key_ends.len() + 16 * self.handles.len()) as u64
+    }
+
+    /// Index of the first entry whose key is `>= cut`.
+    fn seek(&self, cut: &[u8]) -> usize {
+        let Some(first) = (self.len() > 0).then(|| self.key(0)) else {
+            return 0;
+        };
+        let common = &first[..self.shared];
+        if !cut.starts_with(common) {
+            return if cut < common { 0 } else { self.len() };
+        }
+        let p = probe(cut, self.shared);
+        let mut lo = self.probes.partition_point(|&x| x < p);
+        let mut hi = lo + self.probes[lo..].partition_point(|&x| x == p);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key(mid) < cut {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Like [`Index::visit_blocks`], from memory.
+    pub fn visit(
+        &self,
+        from: Option<&[u8]>,
+        mut visit: impl FnMut(u64, u32) -> Result<bool>,
+    ) -> Result<()> {
+        let first = from.map_or(0, |key| self.seek(cut_key(key)));
+        for i in first..self.len() {
+            for &(offset, len) in self.handles(i) {
+                if !visit(offset, len)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 pub struct Index {
@@ -205,27 +337,20 @@ impl Index {
         }
         let mut key = Vec::with_capacity(INDEX_KEY_BYTES_MAX);
         let mut value = Vec::new();
-        for (meta, handles) in &edit.added {
+        for (meta, entries) in &edit.added {
             self.manifest
                 .put(&mut wtxn, &meta.id.to_be_bytes(), &encode_meta(meta))
                 .map_err(err("adding a table"))?;
-            let mut i = 0;
-            while i < handles.len() {
-                index_key(meta.id, &handles[i].last_key, &mut key);
+            for i in 0..entries.len() {
+                index_key(meta.id, entries.key(i), &mut key);
                 value.clear();
-                // Blocks whose cut keys collide share the entry.
-                let cut = key.len();
-                let mut j = i;
-                while j < handles.len() && cut_key(&handles[j].last_key) == &key[PREFIX_BYTES..cut]
-                {
-                    value.extend_from_slice(&handles[j].offset.to_le_bytes());
-                    value.extend_from_slice(&handles[j].len.to_le_bytes());
-                    j += 1;
+                for (offset, len) in entries.handles(i) {
+                    value.extend_from_slice(&offset.to_le_bytes());
+                    value.extend_from_slice(&len.to_le_bytes());
                 }
                 self.blocks
                     .put(&mut wtxn, &key, &value)
                     .map_err(err("adding a block index"))?;
-                i = j;
             }
         }
         if let Some(seq) = edit.last_flushed_seq {
@@ -241,6 +366,42 @@ impl Index {
             )
             .map_err(err("writing meta"))?;
         wtxn.commit().map_err(err("committing"))
+    }
+
+    /// A table's block index entries, read from LMDB (to mirror them in memory).
+    pub fn entries(&self, table_id: u64) -> Result<IndexEntries> {
+        let err = |e| EngineError::index("reading the block index", e);
+        let rtxn = self.read_txn()?;
+        let (lo, hi) = (table_id.to_be_bytes(), (table_id + 1).to_be_bytes());
+        let range = (Bound::Included(&lo[..]), Bound::Excluded(&hi[..]));
+        let mut entries = IndexEntries::default();
+        for item in self.blocks.range(&rtxn, &range).map_err(err)? {
+            let (key, value) = item.map_err(err)?;
+            let handles = self.decode_handles(table_id, value)?;
+            entries.push(&key[PREFIX_BYTES..], handles);
+        }
+        entries.build_probes();
+        Ok(entries)
+    }
+
+    fn decode_handles<'v>(
+        &self,
+        table_id: u64,
+        value: &'v [u8],
+    ) -> Result<impl Iterator<Item = (u64, u32)> + 'v> {
+        if value.is_empty() || value.len() % HANDLE_BYTES != 0 {
+            return Err(self.corrupt(format!(
+                "block index value of {} bytes for table {table_id}",
+                value.len()
+            )));
+        }
+        Ok(value.chunks_exact(HANDLE_BYTES).map(|h| {
+            let offset = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
+            (
+                offset,
+                u32::from_le_bytes(h[8..].try_into().expect("4 bytes")),
+            )
+        }))
     }
 
     /// Calls `visit(offset, len)` for the table's blocks in file order, starting from the
@@ -262,15 +423,7 @@ impl Index {
         let range = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
         for item in self.blocks.range(rtxn, &range).map_err(err)? {
             let (_, value) = item.map_err(err)?;
-            if value.is_empty() || value.len() % HANDLE_BYTES != 0 {
-                return Err(self.corrupt(format!(
-                    "block index value of {} bytes for table {table_id}",
-                    value.len()
-                )));
-            }
-            for h in value.chunks_exact(HANDLE_BYTES) {
-                let offset = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
-                let len = u32::from_le_bytes(h[8..].try_into().expect("4 bytes"));
+            for (offset, len) in self.decode_handles(table_id, value)? {
                 if !visit(offset, len)? {
                     return Ok(());
                 }

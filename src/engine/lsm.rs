@@ -12,11 +12,12 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::batch::{validate_key, WriteBatch};
+use super::block::Probe;
 use super::bloom::key_hash;
 use super::cache::BlockCache;
 use super::entry::Entry;
 use super::error::{EngineError, Result};
-use super::index::{Edit, Index};
+use super::index::{Edit, Index, IndexEntries};
 use super::logfile::sync_dir;
 use super::memtable::Memtable;
 use super::merge::{MemSource, Merge, Source, TableSource};
@@ -109,6 +110,8 @@ struct Inner {
     background_cv: Condvar,
     compaction: Mutex<[Vec<u8>; LEVELS]>,
     graveyard: Graveyard,
+    /// Bytes of block index entries mirrored in memory.
+    mirrored: Arc<AtomicU64>,
     /// Serializes flushes: memtables must reach the manifest oldest first.
     flushing: Mutex<()>,
     closed: AtomicBool,
@@ -151,10 +154,16 @@ impl Engine {
         let mut tables = Vec::with_capacity(metas.len());
         let mut max_table_id = 0;
         let mut last_seq = index.last_flushed_seq()?;
+        let mirrored = Arc::new(AtomicU64::new(0));
         for meta in metas {
             max_table_id = max_table_id.max(meta.id);
             last_seq = last_seq.max(meta.max_seq);
-            tables.push(Arc::new(Table::open(&tables_dir, meta)?));
+            let mut table = Table::open(&tables_dir, meta)?;
+            if mirrored.load(Ordering::Acquire) < options.index_cache_bytes {
+                let entries = index.entries(table.id())?;
+                table.mirror_index(entries, &mirrored, options.index_cache_bytes);
+            }
+            tables.push(Arc::new(table));
         }
         remove_unlisted_tables(&tables_dir, &tables)?;
         index.forget_unlisted()?;
@@ -203,6 +212,7 @@ impl Engine {
             background_cv: Condvar::new(),
             compaction: Mutex::new(Default::default()),
             graveyard: Graveyard::default(),
+            mirrored,
             flushing: Mutex::new(()),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
@@ -500,7 +510,7 @@ impl Inner {
             return Ok(()); // Another thread flushed it.
         }
         let mut table = None;
-        let mut handles = Vec::new();
+        let mut entries = IndexEntries::default();
         if !mem.is_empty() {
             let id = self.next_table_id.fetch_add(1, Ordering::AcqRel);
             let mut writer = TableWriter::create(&self.tables_dir, id, self.options.block_bytes)?;
@@ -515,17 +525,14 @@ impl Inner {
                 writer.abandon();
                 return Err(e);
             }
-            let (meta, h, _) = writer.finish(0, self.options.bloom_bits_per_key)?;
-            handles = h;
+            let (meta, handles, _) = writer.finish(0, self.options.bloom_bits_per_key)?;
+            entries = IndexEntries::from_handles(&handles);
             self.counters
                 .table_bytes_written
                 .fetch_add(meta.file_bytes, Ordering::Relaxed);
-            table = Some(Arc::new(Table::open(&self.tables_dir, meta)?));
+            table = Some(Table::open(&self.tables_dir, meta)?);
         }
-        let added: Vec<_> = table
-            .iter()
-            .map(|t| (&t.meta, handles.as_slice()))
-            .collect();
+        let added: Vec<_> = table.iter().map(|t| (&t.meta, &entries)).collect();
         let forgotten = std::mem::take(&mut *self.graveyard.lock());
         let committed = self.index.commit(&Edit {
             added,
@@ -538,6 +545,10 @@ impl Inner {
             self.graveyard.lock().extend(forgotten);
             return Err(e);
         }
+        let table = table.map(|mut t| {
+            t.mirror_index(entries, &self.mirrored, self.options.index_cache_bytes);
+            Arc::new(t)
+        });
         {
             let mut state = self.state.write();
             let immutables = state
@@ -668,8 +679,7 @@ impl Inner {
             )?));
         }
         let mut merge = Merge::new(sources);
-        let mut outputs: Vec<(super::table::TableMeta, Vec<super::table::BlockHandle>)> =
-            Vec::new();
+        let mut outputs: Vec<(super::table::TableMeta, IndexEntries)> = Vec::new();
         let mut writer: Option<TableWriter> = None;
         let result = (|| {
             while let Some(e) = merge.next_newest()? {
@@ -686,7 +696,7 @@ impl Inner {
                     let w = writer.take().expect("checked");
                     let (meta, handles, _) =
                         w.finish(task.output_level, self.options.bloom_bits_per_key)?;
-                    outputs.push((meta, handles));
+                    outputs.push((meta, IndexEntries::from_handles(&handles)));
                 }
                 if writer.is_none() {
                     let id = self.next_table_id.fetch_add(1, Ordering::AcqRel);
@@ -702,7 +712,7 @@ impl Inner {
             if let Some(w) = writer.take() {
                 let (meta, handles, _) =
                     w.finish(task.output_level, self.options.bloom_bits_per_key)?;
-                outputs.push((meta, handles));
+                outputs.push((meta, IndexEntries::from_handles(&handles)));
             }
             Ok::<_, EngineError>(())
         })();
@@ -715,17 +725,17 @@ impl Inner {
             }
             return Err(e);
         }
-        let mut tables = Vec::with_capacity(outputs.len());
+        let mut opened = Vec::with_capacity(outputs.len());
         for (meta, _) in &outputs {
             self.counters
                 .table_bytes_written
                 .fetch_add(meta.file_bytes, Ordering::Relaxed);
-            tables.push(Arc::new(Table::open(&self.tables_dir, meta.clone())?));
+            opened.push(Table::open(&self.tables_dir, meta.clone())?);
         }
         let removed: Vec<u64> = task.inputs.iter().map(|t| t.id()).collect();
         let forgotten = std::mem::take(&mut *self.graveyard.lock());
         let committed = self.index.commit(&Edit {
-            added: outputs.iter().map(|(m, h)| (m, h.as_slice())).collect(),
+            added: outputs.iter().map(|(m, e)| (m, e)).collect(),
             removed: removed.clone(),
             forgotten: forgotten.clone(),
             last_flushed_seq: None,
@@ -735,6 +745,14 @@ impl Inner {
             self.graveyard.lock().extend(forgotten);
             return Err(e);
         }
+        let tables: Vec<_> = opened
+            .into_iter()
+            .zip(outputs)
+            .map(|(mut t, (_, entries))| {
+                t.mirror_index(entries, &self.mirrored, self.options.index_cache_bytes);
+                Arc::new(t)
+            })
+            .collect();
         {
             let mut state = self.state.write();
             *state = Arc::new(State {
@@ -792,8 +810,8 @@ impl Inner {
         let version = &state.version;
         for table in &version.levels[0] {
             if table.may_contain(key, hash) {
-                if let Some(e) = self.table_get(table, key, &mut rtxn)? {
-                    return Ok(e.value);
+                if let Some(value) = self.table_get(table, key, hash, &mut rtxn)? {
+                    return Ok(value);
                 }
             }
         }
@@ -801,8 +819,8 @@ impl Inner {
             let i = level.partition_point(|t| t.meta.max_key.as_slice() < key);
             if let Some(table) = level.get(i) {
                 if table.may_contain(key, hash) {
-                    if let Some(e) = self.table_get(table, key, &mut rtxn)? {
-                        return Ok(e.value);
+                    if let Some(value) = self.table_get(table, key, hash, &mut rtxn)? {
+                        return Ok(value);
                     }
                 }
             }
@@ -814,31 +832,41 @@ impl Inner {
         &'a self,
         table: &Table,
         key: &[u8],
+        hash: u64,
         rtxn: &mut Option<heed::RoTxn<'a, heed::WithTls>>,
-    ) -> Result<Option<Entry>> {
-        if rtxn.is_none() {
-            *rtxn = Some(self.index.read_txn()?);
-        }
-        let rtxn = rtxn.as_ref().expect("just set");
+    ) -> Result<Option<Option<Vec<u8>>>> {
         let mut found = None;
-        self.index
-            .visit_blocks(rtxn, table.id(), Some(key), |offset, len| {
-                let block = self.cache.block(table, offset, len, true)?;
-                let i = block.seek(key);
-                if i == block.len() {
-                    // The key is past this block's last key: it can only be in a later block.
-                    return Ok(true);
+        let visit = |offset, len| {
+            let block = self.cache.block(table, offset, len, true)?;
+            let i = match block.probe(key, hash) {
+                Probe::Found(i) => i,
+                // Absent here; a later block can hold it only if it sorts after this one.
+                Probe::Absent if block.len() > 0 && block.key(block.len() - 1) >= key => {
+                    return Ok(false)
                 }
-                let e = block.entry(i);
-                if e.key == key {
-                    found = Some(Entry {
-                        key: key.to_vec(),
-                        seq: e.seq,
-                        value: e.value.map(<[u8]>::to_vec),
-                    });
+                Probe::Absent | Probe::Search => block.seek(key),
+            };
+            if i == block.len() {
+                // The key is past this block's last key: it can only be in a later block.
+                return Ok(true);
+            }
+            let e = block.entry(i);
+            if e.key == key {
+                found = Some(e.value.map(<[u8]>::to_vec));
+            }
+            Ok(false)
+        };
+        match table.mirrored_index() {
+            Some(entries) => entries.visit(Some(key), visit)?,
+            None => {
+                if rtxn.is_none() {
+                    *rtxn = Some(self.index.read_txn()?);
                 }
-                Ok(false)
-            })?;
+                let rtxn = rtxn.as_ref().expect("just set");
+                self.index
+                    .visit_blocks(rtxn, table.id(), Some(key), visit)?;
+            }
+        }
         Ok(found)
     }
 
@@ -910,6 +938,7 @@ impl Inner {
                 .collect(),
             bytes_per_level: (0..LEVELS).map(|l| state.version.level_bytes(l)).collect(),
             block_index_entries: self.index.block_index_entries().unwrap_or(0),
+            index_cache_bytes: self.mirrored.load(Ordering::Relaxed),
             bloom_bytes: state.version.tables().map(|t| t.bloom_bytes() as u64).sum(),
             cache_bytes: self.cache.bytes(),
             cache_hits: self.cache.hits(),

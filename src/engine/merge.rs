@@ -113,12 +113,16 @@ impl TableSource {
             Bound::Unbounded => None,
         };
         let mut handles = Vec::with_capacity(table.meta.block_count as usize);
-        let rtxn = index.read_txn()?;
-        index.visit_blocks(&rtxn, table.id(), from.as_deref(), |offset, len| {
+        let collect = |offset, len| {
             handles.push((offset, len));
             Ok(true)
-        })?;
-        drop(rtxn);
+        };
+        match table.mirrored_index() {
+            Some(entries) => entries.visit(from.as_deref(), collect)?,
+            None => {
+                index.visit_blocks(&*index.read_txn()?, table.id(), from.as_deref(), collect)?
+            }
+        }
         let skip = match &start {
             Bound::Excluded(k) => Some(k.clone()),
             _ => None,

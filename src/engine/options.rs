@@ -98,6 +98,9 @@ pub struct Options {
     pub level_size_ratio: u64,
     /// Size of the LMDB memory map holding the manifest and block index.
     pub index_map_bytes: usize,
+    /// Budget for in-memory mirrors of tables' block index entries; lookups in tables beyond
+    /// it go to LMDB. 0 sends every lookup to LMDB.
+    pub index_cache_bytes: u64,
     /// Run flushes and compactions on background threads (true) or only when asked.
     pub background_compaction: bool,
     pub tombstone_policy: Arc<dyn TombstonePolicy>,
@@ -121,6 +124,7 @@ impl Default for Options {
             level1_bytes: 256 << 20,
             level_size_ratio: 10,
             index_map_bytes: 4 << 30,
+            index_cache_bytes: 64 << 20,
             background_compaction: true,
             tombstone_policy: Arc::new(DropTombstones),
             log_fs: Arc::new(OsLogFs),
@@ -144,6 +148,7 @@ impl fmt::Debug for Options {
             .field("level1_bytes", &self.level1_bytes)
             .field("level_size_ratio", &self.level_size_ratio)
             .field("index_map_bytes", &self.index_map_bytes)
+            .field("index_cache_bytes", &self.index_cache_bytes)
             .field("background_compaction", &self.background_compaction)
             .finish_non_exhaustive()
     }

@@ -23,6 +23,8 @@ pub struct Stats {
     pub tables_per_level: Vec<u64>,
     pub bytes_per_level: Vec<u64>,
     pub block_index_entries: u64,
+    /// Bytes of block index entries mirrored in memory (see `index_cache_bytes`).
+    pub index_cache_bytes: u64,
     pub bloom_bytes: u64,
     pub cache_bytes: u64,
     pub cache_hits: u64,

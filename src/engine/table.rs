@@ -16,6 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -23,6 +24,7 @@ use parking_lot::Mutex;
 use super::block::{Block, BlockBuilder};
 use super::bloom::{key_hash, Bloom};
 use super::error::{EngineError, Result};
+use super::index::IndexEntries;
 use super::logfile::sync_dir;
 
 pub const TABLE_FORMAT_VERSION: u32 = 1;
@@ -115,8 +117,9 @@ impl TableWriter {
         if self.min_key.is_none() {
             self.min_key = Some(key.to_vec());
         }
-        self.block.add(key, seq, value);
-        self.hashes.push(key_hash(key));
+        let hash = key_hash(key);
+        self.block.add(key, hash, seq, value);
+        self.hashes.push(hash);
         self.last_key.clear();
         self.last_key.extend_from_slice(key);
         self.min_seq = self.min_seq.min(seq);
@@ -226,7 +229,21 @@ pub struct Table {
     pub path: PathBuf,
     file: File,
     bloom: Bloom,
+    mirror: Option<Mirror>,
     obsolete: OnceLock<Graveyard>,
+}
+
+/// An in-memory copy of a table's block index entries, counted against a shared budget.
+struct Mirror {
+    entries: IndexEntries,
+    budget: Arc<AtomicU64>,
+}
+
+impl Drop for Mirror {
+    fn drop(&mut self) {
+        self.budget
+            .fetch_sub(self.entries.bytes(), Ordering::Relaxed);
+    }
 }
 
 impl Table {
@@ -301,6 +318,7 @@ impl Table {
             path,
             file,
             bloom,
+            mirror: None,
             obsolete: OnceLock::new(),
         })
     }
@@ -327,6 +345,33 @@ impl Table {
             .read_exact_at(&mut data, offset)
             .map_err(|e| EngineError::io("reading table block", &self.path, e))?;
         Block::decode(data, &self.path, offset)
+    }
+
+    /// Keeps `entries` in memory for lookups if they fit what is left of `budget` (used bytes)
+    /// under `budget_max` bytes.
+    pub fn mirror_index(
+        &mut self,
+        entries: IndexEntries,
+        budget: &Arc<AtomicU64>,
+        budget_max: u64,
+    ) {
+        let bytes = entries.bytes();
+        let fits = budget
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + bytes <= budget_max).then_some(used + bytes)
+            })
+            .is_ok();
+        if fits {
+            self.mirror = Some(Mirror {
+                entries,
+                budget: budget.clone(),
+            });
+        }
+    }
+
+    /// The in-memory block index entries, if the table has them.
+    pub fn mirrored_index(&self) -> Option<&IndexEntries> {
+        self.mirror.as_ref().map(|m| &m.entries)
     }
 
     pub fn mark_obsolete(&self, graveyard: &Graveyard) {
