@@ -60,7 +60,7 @@ fn child(dir: &str, start: u64) {
                 let mut n = start;
                 loop {
                     // Every fifth write is a batch of three keys, acknowledged together.
-                    let keys: Vec<String> = if n % 5 == 0 {
+                    let keys: Vec<String> = if n.is_multiple_of(5) {
                         (0..3).map(|i| key(w, n + i)).collect()
                     } else {
                         vec![key(w, n)]

@@ -23,7 +23,7 @@ enum Op {
 /// Key `i`: mostly short keys, and every fifth one a 600-byte key sharing a long prefix, so that
 /// LMDB's cut index keys collide.
 fn key(i: u8) -> Vec<u8> {
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         let mut k = vec![b'x'; 600];
         k.extend_from_slice(format!("{i:03}").as_bytes());
         k

@@ -389,7 +389,7 @@ impl Index {
         table_id: u64,
         value: &'v [u8],
     ) -> Result<impl Iterator<Item = (u64, u32)> + 'v> {
-        if value.is_empty() || value.len() % HANDLE_BYTES != 0 {
+        if value.is_empty() || !value.len().is_multiple_of(HANDLE_BYTES) {
             return Err(self.corrupt(format!(
                 "block index value of {} bytes for table {table_id}",
                 value.len()

@@ -42,7 +42,7 @@ impl Version {
     }
 
     fn sort(&mut self) {
-        self.levels[0].sort_by(|a, b| b.meta.max_seq.cmp(&a.meta.max_seq));
+        self.levels[0].sort_by_key(|t| std::cmp::Reverse(t.meta.max_seq));
         for level in &mut self.levels[1..] {
             level.sort_by(|a, b| a.meta.min_key.cmp(&b.meta.min_key));
         }
@@ -110,15 +110,15 @@ impl Version {
             return Some(self.task(self.levels[0].clone(), 1));
         }
         let mut target = shape.level1_bytes;
-        for level in 1..LEVELS - 1 {
+        for (level, cursor) in cursors.iter_mut().enumerate().take(LEVELS - 1).skip(1) {
             if self.level_bytes(level) > target {
                 let tables = &self.levels[level];
                 let chosen = tables
                     .iter()
-                    .find(|t| t.meta.min_key > cursors[level])
+                    .find(|t| t.meta.min_key > *cursor)
                     .unwrap_or(&tables[0])
                     .clone();
-                cursors[level] = chosen.meta.max_key.clone();
+                *cursor = chosen.meta.max_key.clone();
                 return Some(self.task(vec![chosen], level + 1));
             }
             target = target.saturating_mul(shape.ratio.max(2));

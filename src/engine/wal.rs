@@ -212,7 +212,7 @@ mod tests {
             format!("key{i}").into_bytes(),
             vec![i as u8; (i % 7) as usize],
         );
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             b.delete(format!("old{i}").into_bytes());
         }
         b
