@@ -73,6 +73,9 @@ pub enum EngineError {
 
     #[error("the engine is closed")]
     Closed,
+
+    #[error("invalid engine options: {reason}")]
+    BadOptions { reason: String },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -378,7 +378,10 @@ impl Index {
         for item in self.blocks.range(&rtxn, &range).map_err(err)? {
             let (key, value) = item.map_err(err)?;
             let handles = self.decode_handles(table_id, value)?;
-            entries.push(&key[PREFIX_BYTES..], handles);
+            let cut = key
+                .get(PREFIX_BYTES..)
+                .ok_or_else(|| self.corrupt(format!("block index key of {} bytes", key.len())))?;
+            entries.push(cut, handles);
         }
         entries.build_probes();
         Ok(entries)

@@ -78,7 +78,10 @@ struct WalState {
 #[derive(Default)]
 struct Background {
     shutdown: bool,
-    error: Option<String>,
+    /// The last flush failure, until a flush succeeds; writers stalled on flushes see it.
+    flush_error: Option<String>,
+    /// The last compaction failure, until a compaction succeeds.
+    compaction_error: Option<String>,
     /// Bumped whenever the live set changes, to wake whoever waits on it.
     changes: u64,
 }
@@ -129,6 +132,7 @@ impl Engine {
     /// Opens (creating if needed) the engine in `dir`: recovers the WAL, checks the manifest,
     /// removes files the manifest does not name, and starts the background threads.
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Engine> {
+        options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let tables_dir = dir.join("tables");
         let wal_dir = dir.join("wal");
@@ -415,7 +419,7 @@ impl Inner {
             if self.state().immutables.len() < self.options.immutable_memtables_max.max(1) {
                 return Ok(());
             }
-            if let Some(cause) = &bg.error {
+            if let Some(cause) = &bg.flush_error {
                 return Err(EngineError::Background {
                     cause: cause.clone(),
                 });
@@ -439,7 +443,11 @@ impl Inner {
             return Ok(());
         }
         // Older segments are always complete and synced: only the newest may have a torn tail.
-        wal.writer.sync()?;
+        // A failed sync may have dropped the segment's dirty pages: poison the log.
+        if let Err(e) = wal.writer.sync() {
+            wal.poisoned = Some(e.to_string());
+            return Err(e);
+        }
         let id = wal.writer.id() + 1;
         let writer = WalWriter::create(&self.options.log_fs, &self.wal_dir, id)?;
         {
@@ -475,9 +483,9 @@ impl Inner {
             let result = self.flush_oldest(&state.immutables[0]);
             bg = self.background.lock();
             match result {
-                Ok(()) => bg.error = None,
+                Ok(()) => bg.flush_error = None,
                 Err(e) => {
-                    bg.error = Some(e.to_string());
+                    bg.flush_error = Some(e.to_string());
                     self.background_cv.wait_for(&mut bg, BACKGROUND_RETRY);
                 }
             }
@@ -594,12 +602,21 @@ impl Inner {
         if !self.options.background_compaction {
             return self.flush_pending();
         }
+        // Wait for the newest memtable rotated so far, not for memtables rotated later.
+        let Some(target) = self.state().immutables.last().cloned() else {
+            return Ok(());
+        };
         let mut bg = self.background.lock();
         loop {
-            if self.state().immutables.is_empty() {
+            if !self
+                .state()
+                .immutables
+                .iter()
+                .any(|m| Arc::ptr_eq(m, &target))
+            {
                 return Ok(());
             }
-            if let Some(cause) = &bg.error {
+            if let Some(cause) = &bg.flush_error {
                 return Err(EngineError::Background {
                     cause: cause.clone(),
                 });
@@ -630,8 +647,9 @@ impl Inner {
             drop(bg);
             let result = self.compact_while_needed();
             bg = self.background.lock();
-            if let Err(e) = result {
-                bg.error = Some(e.to_string());
+            match result {
+                Ok(()) => bg.compaction_error = None,
+                Err(e) => bg.compaction_error = Some(e.to_string()),
             }
             if !bg.shutdown {
                 self.background_cv.wait_for(&mut bg, BACKGROUND_RETRY);
@@ -781,13 +799,18 @@ impl Inner {
             if bg.shutdown {
                 return;
             }
-            let mut wal = self.wal.lock();
-            if wal.poisoned.is_none() {
-                self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
-                if let Err(e) = wal.writer.sync() {
-                    wal.poisoned = Some(e.to_string());
+            // Never hold `background` while taking `wal`: rotation takes them the other way.
+            drop(bg);
+            {
+                let mut wal = self.wal.lock();
+                if wal.poisoned.is_none() {
+                    self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = wal.writer.sync() {
+                        wal.poisoned = Some(e.to_string());
+                    }
                 }
             }
+            bg = self.background.lock();
         }
     }
 

@@ -112,7 +112,7 @@ impl TableSource {
             Bound::Included(k) | Bound::Excluded(k) => Some(k.clone()),
             Bound::Unbounded => None,
         };
-        let mut handles = Vec::with_capacity(table.meta.block_count as usize);
+        let mut handles = Vec::with_capacity((table.meta.block_count as usize).min(1 << 16));
         let collect = |offset, len| {
             handles.push((offset, len));
             Ok(true)

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::error::EngineError;
 use super::logfile::{LogFs, OsLogFs};
 
 /// When a write is made durable.
@@ -129,6 +130,34 @@ impl Default for Options {
             tombstone_policy: Arc::new(DropTombstones),
             log_fs: Arc::new(OsLogFs),
         }
+    }
+}
+
+impl Options {
+    /// Checks the options against the format's ceilings and against each other.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let bad = |reason: String| Err(EngineError::BadOptions { reason });
+        let l = &self.limits;
+        if l.key_bytes_max == 0 || l.key_bytes_max > KEY_BYTES_CEILING {
+            return bad(format!("key_bytes_max must be 1 to {KEY_BYTES_CEILING}"));
+        }
+        // Value and batch lengths are u32 on disk; a batch record must also fit a value.
+        if l.value_bytes_max > u32::MAX as usize / 2 || l.batch_bytes_max > u32::MAX as usize / 2 {
+            return bad(format!(
+                "value_bytes_max and batch_bytes_max must be at most {}",
+                u32::MAX / 2
+            ));
+        }
+        if l.batch_bytes_max < l.key_bytes_max + l.value_bytes_max + 13 {
+            return bad("batch_bytes_max must hold one put of the largest key and value".into());
+        }
+        if self.l0_compaction_trigger == 0 || self.l0_compaction_trigger > self.l0_stop_trigger {
+            return bad("l0_compaction_trigger must be 1 to l0_stop_trigger".into());
+        }
+        if self.memtable_bytes == 0 || self.block_bytes == 0 || self.table_bytes == 0 {
+            return bad("memtable_bytes, block_bytes and table_bytes must be positive".into());
+        }
+        Ok(())
     }
 }
 

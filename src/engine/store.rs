@@ -43,7 +43,9 @@ pub struct Stats {
 pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
-    /// Applies every operation of `batch` atomically and durably (per the sync mode).
+    /// Applies every operation of `batch` durably (per the sync mode) and atomically across
+    /// crashes: after a restart either all of the batch is there or none of it. Readers running
+    /// at the same moment may see some of its operations before the others.
     fn write(&self, batch: WriteBatch) -> Result<()>;
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {

@@ -229,6 +229,8 @@ pub struct Table {
     pub path: PathBuf,
     file: File,
     bloom: Bloom,
+    /// Where the data blocks end (the bloom filter starts).
+    data_end: u64,
     mirror: Option<Mirror>,
     obsolete: OnceLock<Graveyard>,
 }
@@ -313,11 +315,24 @@ impl Table {
         }
         let bloom = Bloom::decode(&bloom_bytes)
             .ok_or_else(|| corrupt(bloom_offset, "undecodable bloom filter".into()))?;
+        if u32_at(16) != meta.block_count || u64_at(24) != meta.entries {
+            return Err(corrupt(
+                footer_at,
+                format!(
+                    "footer says {} blocks and {} entries, manifest {} and {}",
+                    u32_at(16),
+                    u64_at(24),
+                    meta.block_count,
+                    meta.entries
+                ),
+            ));
+        }
         Ok(Table {
             meta,
             path,
             file,
             bloom,
+            data_end: bloom_offset,
             mirror: None,
             obsolete: OnceLock::new(),
         })
@@ -340,6 +355,16 @@ impl Table {
 
     /// Reads and verifies one block from the file.
     pub fn read_block(&self, offset: u64, len: u32) -> Result<Block> {
+        if offset
+            .checked_add(len as u64)
+            .is_none_or(|end| end > self.data_end)
+        {
+            return Err(EngineError::TableCorrupt {
+                file: self.path.clone(),
+                offset,
+                reason: format!("block index points past the data blocks (length {len})"),
+            });
+        }
         let mut data = vec![0u8; len as usize];
         self.file
             .read_exact_at(&mut data, offset)
