@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_kvctl_global_optspecs
-    string join \n h/help V/version
+    string join \n home= h/help V/version
 end
 
 function __fish_kvctl_needs_command
@@ -24,11 +24,143 @@ function __fish_kvctl_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c kvctl -n "__fish_kvctl_needs_command" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_needs_command" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_needs_command" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "node" -d 'Run a node (its directory is --home: data/, certs/ with ca.pem, node.pem, node.key)'
+complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "cluster" -d 'Start, stop and inspect a local multi-node cluster'
+complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "status" -d 'Each node\'s state as the cluster sees it'
+complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "ring" -d 'Tokens and ownership per node; with --key, a key\'s token and preference list'
+complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "get" -d 'Read a key: every sibling value and the causal context'
+complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "put" -d 'Write a key'
+complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "delete" -d 'Delete a key (writes a versioned tombstone)'
+complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "cert" -d 'Create a cluster CA and node or client certificates for clusters on several machines'
 complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "completions" -d 'Print shell completions for bash, zsh or fish'
 complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and not __fish_seen_subcommand_from start help" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and not __fish_seen_subcommand_from start help" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and not __fish_seen_subcommand_from start help" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and not __fish_seen_subcommand_from start help" -f -a "start" -d 'Start a node in the foreground (SIGINT or SIGTERM stops it cleanly)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and not __fish_seen_subcommand_from start help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l listen -d 'Address to listen on (UDP, QUIC), also the address other nodes use' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l seeds -d 'Nodes to join through, comma-separated' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l node-id -d 'The node\'s id (default: kept from the first start, else node-<port>)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l vnodes -d 'Virtual nodes (tokens) to take on first start' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l replication -d 'Replicas per key (N)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "start" -d 'Start a node in the foreground (SIGINT or SIGTERM stops it cleanly)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and not __fish_seen_subcommand_from up down status help" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and not __fish_seen_subcommand_from up down status help" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and not __fish_seen_subcommand_from up down status help" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and not __fish_seen_subcommand_from up down status help" -f -a "up" -d 'Create (or restart) a local cluster on loopback and wait until every node sees the ring'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and not __fish_seen_subcommand_from up down status help" -f -a "down" -d 'Stop the local cluster\'s nodes'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and not __fish_seen_subcommand_from up down status help" -f -a "status" -d 'Same as `kvctl status`'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and not __fish_seen_subcommand_from up down status help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l nodes -d 'Number of nodes (for a new cluster)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l base-port -d 'First UDP port; node i listens on base-port + i - 1' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l replication -d 'Replicas per key (N), for a new cluster' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l detach -d 'Return once the cluster is up, leaving the nodes running'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from down" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from down" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from down" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from status" -l node -d 'Ask this node (default: any node of the cluster)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from status" -l output -r -f -a "table\t''
+json\t''"
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from status" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "up" -d 'Create (or restart) a local cluster on loopback and wait until every node sees the ring'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "down" -d 'Stop the local cluster\'s nodes'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "status" -d 'Same as `kvctl status`'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand status" -l node -d 'Ask this node (default: any node of the cluster)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand status" -l output -r -f -a "table\t''
+json\t''"
+complete -c kvctl -n "__fish_kvctl_using_subcommand status" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand status" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand ring" -l key -d 'Show this key\'s token and preference list' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand ring" -l node -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand ring" -l output -r -f -a "table\t''
+json\t''"
+complete -c kvctl -n "__fish_kvctl_using_subcommand ring" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand ring" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand ring" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand get" -l consistency -d 'ONE, QUORUM or ALL' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand get" -l node -d 'The node that coordinates the request (default: any)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand get" -l output -r -f -a "table\t''
+json\t''"
+complete -c kvctl -n "__fish_kvctl_using_subcommand get" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand get" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand get" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand put" -l context -d 'The causal context from a get: the write supersedes what that get saw' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand put" -l consistency -d 'ONE, QUORUM or ALL' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand put" -l node -d 'The node that coordinates the request (default: any)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand put" -l output -r -f -a "table\t''
+json\t''"
+complete -c kvctl -n "__fish_kvctl_using_subcommand put" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand put" -l lww -d 'Last write wins: supersede every version this coordinator knows'
+complete -c kvctl -n "__fish_kvctl_using_subcommand put" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand put" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -l context -d 'Delete only what the get that returned this context saw (default: read first, then delete every version that read sees)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -l consistency -d 'ONE, QUORUM or ALL' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -l node -d 'The node that coordinates the request (default: any)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -l output -r -f -a "table\t''
+json\t''"
+complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and not __fish_seen_subcommand_from ca node client help" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and not __fish_seen_subcommand_from ca node client help" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and not __fish_seen_subcommand_from ca node client help" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and not __fish_seen_subcommand_from ca node client help" -f -a "ca" -d 'Create a cluster CA (ca.pem, ca.key) in --out'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and not __fish_seen_subcommand_from ca node client help" -f -a "node" -d 'Create a node certificate signed by the CA in --ca-dir'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and not __fish_seen_subcommand_from ca node client help" -f -a "client" -d 'Create a client certificate signed by the CA in --ca-dir'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and not __fish_seen_subcommand_from ca node client help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l out -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l ca-dir -d 'Directory holding ca.pem and ca.key' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l id -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l hosts -d 'Extra host names or IP addresses the node is reached by' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l out -d 'Where to write node.pem, node.key (and a copy of ca.pem)' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l ca-dir -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l name -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l out -d 'Where to write client.pem, client.key (and a copy of ca.pem)' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "ca" -d 'Create a cluster CA (ca.pem, ca.key) in --out'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "node" -d 'Create a node certificate signed by the CA in --ca-dir'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "client" -d 'Create a client certificate signed by the CA in --ca-dir'
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand completions" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from completions help" -f -a "completions" -d 'Print shell completions for bash, zsh or fish'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete cert completions help" -f -a "node" -d 'Run a node (its directory is --home: data/, certs/ with ca.pem, node.pem, node.key)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete cert completions help" -f -a "cluster" -d 'Start, stop and inspect a local multi-node cluster'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete cert completions help" -f -a "status" -d 'Each node\'s state as the cluster sees it'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete cert completions help" -f -a "ring" -d 'Tokens and ownership per node; with --key, a key\'s token and preference list'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete cert completions help" -f -a "get" -d 'Read a key: every sibling value and the causal context'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete cert completions help" -f -a "put" -d 'Write a key'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete cert completions help" -f -a "delete" -d 'Delete a key (writes a versioned tombstone)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete cert completions help" -f -a "cert" -d 'Create a cluster CA and node or client certificates for clusters on several machines'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete cert completions help" -f -a "completions" -d 'Print shell completions for bash, zsh or fish'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete cert completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "start" -d 'Start a node in the foreground (SIGINT or SIGTERM stops it cleanly)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "up" -d 'Create (or restart) a local cluster on loopback and wait until every node sees the ring'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "down" -d 'Stop the local cluster\'s nodes'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "status" -d 'Same as `kvctl status`'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "ca" -d 'Create a cluster CA (ca.pem, ca.key) in --out'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "node" -d 'Create a node certificate signed by the CA in --ca-dir'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "client" -d 'Create a client certificate signed by the CA in --ca-dir'

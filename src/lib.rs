@@ -8,4 +8,12 @@
 //! The ring, versions (vector clocks), protocol, transport and client SDK join this crate as
 //! the cluster is built.
 
+pub mod certs;
+pub mod client;
 pub mod engine;
+pub mod home;
+pub mod proto;
+pub mod ring;
+pub mod tls;
+pub mod transport;
+pub mod version;

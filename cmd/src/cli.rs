@@ -1,20 +1,216 @@
 //! The command line: every subcommand and its options.
 
-use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
+use kvctl::proto::Consistency;
 
 /// kvctl: a leaderless, Dynamo-style distributed key-value store.
 #[derive(Debug, Parser)]
 #[command(name = "kvctl", version, propagate_version = true)]
 pub struct Cli {
+    /// Where the local cluster lives (description, certificates, node data and logs); client
+    /// commands find the cluster here.
+    #[arg(long, global = true, env = "KVCTL_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a node (its directory is --home: data/, certs/ with ca.pem, node.pem, node.key).
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Start, stop and inspect a local multi-node cluster.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Each node's state as the cluster sees it.
+    Status(StatusArgs),
+    /// Tokens and ownership per node; with --key, a key's token and preference list.
+    Ring(RingArgs),
+    /// Read a key: every sibling value and the causal context.
+    Get(GetArgs),
+    /// Write a key.
+    Put(PutArgs),
+    /// Delete a key (writes a versioned tombstone).
+    Delete(DeleteArgs),
+    /// Create a cluster CA and node or client certificates for clusters on several machines.
+    #[command(subcommand)]
+    Cert(CertCommand),
     /// Print shell completions for bash, zsh or fish.
     Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Start a node in the foreground (SIGINT or SIGTERM stops it cleanly).
+    Start(NodeStartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeStartArgs {
+    /// Address to listen on (UDP, QUIC), also the address other nodes use.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Nodes to join through, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "ADDR,...")]
+    pub seeds: Vec<SocketAddr>,
+    /// The node's id (default: kept from the first start, else node-<port>).
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Virtual nodes (tokens) to take on first start.
+    #[arg(long, default_value_t = 128)]
+    pub vnodes: usize,
+    /// Replicas per key (N).
+    #[arg(long, default_value_t = 3)]
+    pub replication: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Create (or restart) a local cluster on loopback and wait until every node sees the ring.
+    Up(ClusterUpArgs),
+    /// Stop the local cluster's nodes.
+    Down,
+    /// Same as `kvctl status`.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterUpArgs {
+    /// Number of nodes (for a new cluster).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// First UDP port; node i listens on base-port + i - 1.
+    #[arg(long, default_value_t = 7701)]
+    pub base_port: u16,
+    /// Replicas per key (N), for a new cluster.
+    #[arg(long, default_value_t = 3)]
+    pub replication: usize,
+    /// Return once the cluster is up, leaving the nodes running.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Ask this node (default: any node of the cluster).
+    #[arg(long, value_name = "ADDR")]
+    pub node: Option<SocketAddr>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct RingArgs {
+    /// Show this key's token and preference list.
+    #[arg(long)]
+    pub key: Option<String>,
+    #[arg(long, value_name = "ADDR")]
+    pub node: Option<SocketAddr>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// ONE, QUORUM or ALL.
+    #[arg(long, default_value = "quorum", value_parser = parse_consistency)]
+    pub consistency: Consistency,
+    /// The node that coordinates the request (default: any).
+    #[arg(long, value_name = "ADDR")]
+    pub node: Option<SocketAddr>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+fn parse_consistency(s: &str) -> Result<Consistency, String> {
+    s.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    pub key: String,
+    #[command(flatten)]
+    pub request: RequestArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    pub key: String,
+    /// The value; `-` reads it from standard input.
+    pub value: String,
+    /// The causal context from a get: the write supersedes what that get saw.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Last write wins: supersede every version this coordinator knows.
+    #[arg(long)]
+    pub lww: bool,
+    #[command(flatten)]
+    pub request: RequestArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub key: String,
+    /// Delete only what the get that returned this context saw (default: read first, then
+    /// delete every version that read sees).
+    #[arg(long)]
+    pub context: Option<String>,
+    #[command(flatten)]
+    pub request: RequestArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Create a cluster CA (ca.pem, ca.key) in --out.
+    Ca(CertOut),
+    /// Create a node certificate signed by the CA in --ca-dir.
+    Node(CertNodeArgs),
+    /// Create a client certificate signed by the CA in --ca-dir.
+    Client(CertClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertOut {
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CertNodeArgs {
+    /// Directory holding ca.pem and ca.key.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    #[arg(long)]
+    pub id: String,
+    /// Extra host names or IP addresses the node is reached by.
+    #[arg(long, value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Where to write node.pem, node.key (and a copy of ca.pem).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CertClientArgs {
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: PathBuf,
+    #[arg(long, default_value = "client")]
+    pub name: String,
+    /// Where to write client.pem, client.key (and a copy of ca.pem).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

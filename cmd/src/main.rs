@@ -2,25 +2,75 @@
 //!
 //! # Layout
 //! - `cli`: the clap definitions of every subcommand.
-//! - `completions`: `kvctl completions SHELL`.
+//! - `node`: `kvctl node start`.
+//! - `cluster`: `kvctl cluster up|down|status` and `kvctl status`; `process` starts and stops
+//!   the node processes of a local cluster.
+//! - `kv`: `kvctl get|put|delete`; `ring`: `kvctl ring`; `cert`: `kvctl cert`.
+//! - `completions`: `kvctl completions SHELL`; `output`: tables and JSON.
 
+mod cert;
 mod cli;
+mod cluster;
 mod completions;
+mod kv;
+mod node;
+mod output;
+mod process;
+mod ring;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
+use kvctl::home;
 
-use cli::{Cli, Command};
+use cli::{Cli, ClusterCommand, Command, NodeCommand};
+
+/// Exit code for a get that found nothing.
+const EXIT_NOT_FOUND: u8 = 3;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let home = || home::resolve(cli.home.as_deref());
+    match cli.command {
+        Command::Completions(args) => completions::run(&args)?,
+        Command::Cert(command) => cert::run(command)?,
+        Command::Node(NodeCommand::Start(args)) => {
+            let dir = cli
+                .home
+                .clone()
+                .context("`kvctl node start` needs --home, the node's directory")?;
+            runtime()?.block_on(node::start(args, &dir))?
+        }
+        Command::Cluster(ClusterCommand::Up(args)) => {
+            runtime()?.block_on(cluster::up(&home()?, args))?
+        }
+        Command::Cluster(ClusterCommand::Down) => cluster::down(&home()?)?,
+        Command::Cluster(ClusterCommand::Status(args)) | Command::Status(args) => {
+            runtime()?.block_on(cluster::status(&home()?, args))?
+        }
+        Command::Ring(args) => runtime()?.block_on(ring::run(&home()?, args))?,
+        Command::Get(args) => {
+            if !runtime()?.block_on(kv::get(&home()?, args))? {
+                return Ok(ExitCode::from(EXIT_NOT_FOUND));
+            }
+        }
+        Command::Put(args) => runtime()?.block_on(kv::put(&home()?, args))?,
+        Command::Delete(args) => runtime()?.block_on(kv::delete(&home()?, args))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Completions(args) => completions::run(&args),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(Cli::parse()) {
+        Ok(code) => code,
         Err(err) => {
             // A closed pipe (`kvctl ... | head`) is not an error worth a message.
             if err

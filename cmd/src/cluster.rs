@@ -1,0 +1,286 @@
+//! `kvctl cluster up|down|status`: a local multi-node cluster on loopback.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use kvctl::certs;
+use kvctl::client::Client;
+use kvctl::home::{self, ClusterFile, NodeEntry};
+use kvctl::ring::{build_balanced, Ring};
+
+use crate::cli::{ClusterUpArgs, Output, StatusArgs};
+use crate::output;
+use crate::process::{running_pid, spawn_detached, stop};
+
+/// How long `cluster up` waits for every node to see the whole ring.
+const UP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a node gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const VNODES: usize = 128;
+
+fn node_dir(home: &Path, node: &NodeEntry) -> PathBuf {
+    home.join(&node.dir)
+}
+
+/// Creates the CA, certificates, node directories, tokens and cluster file of a new cluster.
+fn create(home: &Path, args: &ClusterUpArgs) -> anyhow::Result<ClusterFile> {
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    if args.replication == 0 {
+        bail!("--replication must be at least 1");
+    }
+    let certs_dir = home::certs_dir(home);
+    let ca = certs::new_ca()?;
+    certs::write(&certs_dir, "ca", &ca)?;
+    certs::write(&certs_dir, "client", &certs::new_client(&ca, "cli")?)?;
+    let ids: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
+    let ring = build_balanced(&ids, VNODES);
+    let mut nodes = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let port = args
+            .base_port
+            .checked_add(i as u16)
+            .context("--base-port leaves no room for the nodes")?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let entry = NodeEntry {
+            id: id.clone(),
+            addr,
+            dir: PathBuf::from("nodes").join(id),
+        };
+        let dir = node_dir(home, &entry);
+        let node_certs = dir.join("certs");
+        certs::write(&node_certs, "node", &certs::new_node(&ca, id, &[])?)?;
+        fs::copy(certs_dir.join("ca.pem"), node_certs.join("ca.pem"))?;
+        let tokens: String = ring
+            .tokens_of(id)
+            .iter()
+            .map(|t| format!("{t}\n"))
+            .collect();
+        fs::write(dir.join("tokens"), tokens)?;
+        fs::write(dir.join("node-id"), id)?;
+        nodes.push(entry);
+    }
+    let cluster = ClusterFile {
+        replication: args.replication,
+        nodes,
+    };
+    home::write(home, &cluster)?;
+    Ok(cluster)
+}
+
+fn start_node(home: &Path, cluster: &ClusterFile, node: &NodeEntry) -> anyhow::Result<u32> {
+    let dir = node_dir(home, node);
+    let seeds: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.id != node.id)
+        .map(|n| n.addr.to_string())
+        .collect();
+    let mut args = vec![
+        "--home".to_string(),
+        dir.to_string_lossy().into_owned(),
+        "node".into(),
+        "start".into(),
+        "--listen".into(),
+        node.addr.to_string(),
+        "--node-id".into(),
+        node.id.clone(),
+        "--replication".into(),
+        cluster.replication.to_string(),
+    ];
+    if !seeds.is_empty() {
+        args.push("--seeds".into());
+        args.push(seeds.join(","));
+    }
+    spawn_detached(&args, &dir.join("node.log"))
+}
+
+/// How many nodes see every node up, polled until all do.
+async fn wait_for_ring(
+    client: &Client,
+    cluster: &ClusterFile,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + UP_TIMEOUT;
+    let n = cluster.nodes.len();
+    loop {
+        let mut ready = 0;
+        let mut waiting = Vec::new();
+        for node in &cluster.nodes {
+            match client.status(Some(node.addr)).await {
+                Ok((_, members)) if members.len() == n && members.iter().all(|m| m.up) => {
+                    ready += 1
+                }
+                Ok((_, members)) => waiting.push(format!(
+                    "{} sees {}/{n}",
+                    node.id,
+                    members.iter().filter(|m| m.up).count()
+                )),
+                Err(_) => waiting.push(format!("{} starting", node.id)),
+            }
+        }
+        bar.set_position(ready as u64);
+        if ready == n {
+            return Ok(());
+        }
+        bar.set_message(waiting.join(", "));
+        if Instant::now() > deadline {
+            bail!(
+                "the cluster did not come up within {} s ({}); see the node logs under {}",
+                UP_TIMEOUT.as_secs(),
+                waiting.join(", "),
+                cluster
+                    .nodes
+                    .first()
+                    .map(|n| n.dir.display().to_string())
+                    .unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub async fn up(home: &Path, args: ClusterUpArgs) -> anyhow::Result<()> {
+    let cluster = match home::read(home) {
+        Ok(c) => c,
+        Err(home::HomeError::NoCluster { .. }) => create(home, &args)?,
+        Err(e) => return Err(e.into()),
+    };
+    let mut started = Vec::new();
+    for node in &cluster.nodes {
+        let dir = node_dir(home, node);
+        if running_pid(&dir).is_none() {
+            started.push((node.id.clone(), start_node(home, &cluster, node)?));
+        }
+    }
+    let client = Client::from_home(home)?;
+    let bar = ProgressBar::new(cluster.nodes.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos}/{len} nodes see the full ring {msg}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let waited = wait_for_ring(&client, &cluster, &bar).await;
+    bar.finish_and_clear();
+    waited?;
+    if started.is_empty() {
+        println!("cluster at {} is already running", home.display());
+    } else {
+        let names: Vec<&str> = started.iter().map(|(id, _)| id.as_str()).collect();
+        println!("started {} at {}", names.join(", "), home.display());
+    }
+    print_status(home, &client, None, Output::Table).await?;
+    if args.detach {
+        println!(
+            "\nnodes keep running; stop them with `kvctl cluster down --home {}`",
+            home.display()
+        );
+        return Ok(());
+    }
+    println!("\nCtrl-C stops the cluster");
+    let _ = tokio::signal::ctrl_c().await;
+    client_close(client).await;
+    down(home)
+}
+
+async fn client_close(client: Client) {
+    drop(client);
+}
+
+pub fn down(home: &Path) -> anyhow::Result<()> {
+    let cluster = home::read(home)?;
+    let mut any = false;
+    for node in &cluster.nodes {
+        if let Some(pid) = running_pid(&node_dir(home, node)) {
+            any = true;
+            let clean = stop(pid, STOP_GRACE);
+            println!(
+                "stopped {} (pid {pid}){}",
+                node.id,
+                if clean { "" } else { " after SIGKILL" }
+            );
+        }
+    }
+    if !any {
+        println!("no node of the cluster at {} is running", home.display());
+    }
+    Ok(())
+}
+
+/// One row per member, as the asked node sees the cluster.
+pub async fn print_status(
+    home: &Path,
+    client: &Client,
+    node: Option<SocketAddr>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let (responder, members) = client.status(node).await?;
+    let ring = Ring::new(
+        members
+            .iter()
+            .map(|m| (m.member.id.clone(), m.member.tokens.clone())),
+    );
+    let ownership = ring.ownership();
+    let dirs: BTreeMap<String, PathBuf> = home::read(home)
+        .map(|c| {
+            c.nodes
+                .iter()
+                .map(|n| (n.id.clone(), node_dir(home, n)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    let mut json = Vec::new();
+    for m in &members {
+        let pid = dirs.get(&m.member.id).and_then(|d| running_pid(d));
+        let state = if m.up {
+            format!("{:?}", m.member.state).to_lowercase()
+        } else {
+            "down".into()
+        };
+        let owned = ownership.get(&m.member.id).copied().unwrap_or(0.0);
+        rows.push(vec![
+            m.member.id.clone(),
+            m.member.addr.to_string(),
+            state.clone(),
+            pid.map_or("-".into(), |p| p.to_string()),
+            output::percent(owned),
+            format!("{:.1} s", m.heartbeat_age_ms as f64 / 1000.0),
+        ]);
+        json.push(serde_json::json!({
+            "id": m.member.id,
+            "address": m.member.addr.to_string(),
+            "state": state,
+            "pid": pid,
+            "ownership": owned,
+            "last_gossip_age_ms": m.heartbeat_age_ms,
+            "tokens": m.member.tokens.len(),
+        }));
+    }
+    match output {
+        Output::Json => output::json(&serde_json::json!({ "seen_by": responder, "nodes": json }))?,
+        Output::Table => output::table(
+            &[
+                "node",
+                "address",
+                "state",
+                "pid",
+                "ownership",
+                "last gossip",
+            ],
+            rows,
+        )?,
+    }
+    Ok(())
+}
+
+pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<()> {
+    let client = Client::from_home(home)?;
+    print_status(home, &client, args.node, args.output).await
+}

@@ -1,0 +1,128 @@
+//! `kvctl get|put|delete`.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use kvctl::client::Client;
+
+use crate::cli::{DeleteArgs, GetArgs, Output, PutArgs};
+use crate::output;
+
+/// A value as text when it is UTF-8, else with invalid bytes replaced (JSON has no bytes).
+fn text(value: &[u8]) -> String {
+    String::from_utf8_lossy(value).into_owned()
+}
+
+pub async fn get(home: &Path, args: GetArgs) -> anyhow::Result<bool> {
+    let client = Client::from_home(home)?;
+    let r = client
+        .get(
+            args.key.as_bytes(),
+            args.request.consistency,
+            args.request.node,
+        )
+        .await?;
+    match args.request.output {
+        Output::Json => output::json(&serde_json::json!({
+            "key": args.key,
+            "found": r.found,
+            "values": r.values.iter().map(|v| text(v)).collect::<Vec<_>>(),
+            "siblings": r.values.len(),
+            "context": r.context,
+        }))?,
+        Output::Table => {
+            if !r.found {
+                eprintln!("key '{}' not found", args.key);
+                return Ok(false);
+            }
+            let mut out = io::stdout().lock();
+            if r.values.len() == 1 {
+                out.write_all(&r.values[0])?;
+                writeln!(out)?;
+            } else {
+                for (i, v) in r.values.iter().enumerate() {
+                    write!(out, "sibling {}: ", i + 1)?;
+                    out.write_all(v)?;
+                    writeln!(out)?;
+                }
+                eprintln!(
+                    "{} concurrent values; resolve with: kvctl put '{}' VALUE --context {}",
+                    r.values.len(),
+                    args.key,
+                    r.context
+                );
+            }
+        }
+    }
+    Ok(r.found)
+}
+
+pub async fn put(home: &Path, args: PutArgs) -> anyhow::Result<()> {
+    let value = if args.value == "-" {
+        let mut buf = Vec::new();
+        io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading the value from standard input")?;
+        buf
+    } else {
+        args.value.into_bytes()
+    };
+    let client = Client::from_home(home)?;
+    let context = client
+        .put(
+            args.key.as_bytes(),
+            Some(&value),
+            args.context.as_deref(),
+            args.request.consistency,
+            args.lww,
+            args.request.node,
+        )
+        .await?;
+    match args.request.output {
+        Output::Json => output::json(
+            &serde_json::json!({ "key": args.key, "written": true, "context": context }),
+        )?,
+        Output::Table => println!("OK"),
+    }
+    Ok(())
+}
+
+pub async fn delete(home: &Path, args: DeleteArgs) -> anyhow::Result<()> {
+    if args.key.is_empty() {
+        bail!("the key is empty");
+    }
+    let client = Client::from_home(home)?;
+    // Without --context, delete what a read at the same level sees (every sibling), as a
+    // person typing `kvctl delete KEY` means.
+    let context = match args.context {
+        Some(c) => c,
+        None => {
+            client
+                .get(
+                    args.key.as_bytes(),
+                    args.request.consistency,
+                    args.request.node,
+                )
+                .await?
+                .context
+        }
+    };
+    let context = client
+        .put(
+            args.key.as_bytes(),
+            None,
+            Some(&context),
+            args.request.consistency,
+            false,
+            args.request.node,
+        )
+        .await?;
+    match args.request.output {
+        Output::Json => output::json(
+            &serde_json::json!({ "key": args.key, "deleted": true, "context": context }),
+        )?,
+        Output::Table => println!("OK"),
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! `kvctl node start`: one node in the foreground.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use kvctl::certs;
+use kvctl::engine::{Engine, Limits, Options};
+use kvctl::proto::{Request, Response};
+use kvctl::ring::{allocate_tokens, Ring};
+use kvctl::tls::Identity;
+use kvctl::transport::Transport;
+use kvctl_node::{Node, NodeConfig};
+
+use crate::cli::NodeStartArgs;
+
+/// How long a joining node waits for a seed to tell it the ring.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn identity(dir: &Path) -> anyhow::Result<Identity> {
+    let certs_dir = dir.join("certs");
+    let own = certs::read(&certs_dir, "node").context("reading the node certificate")?;
+    let ca = certs::read_cert(&certs_dir, "ca").context("reading the cluster CA certificate")?;
+    Ok(Identity::new(&own, &ca)?)
+}
+
+fn write_durably(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// The node's tokens: kept from an earlier start, else chosen against the ring the seeds
+/// report (or evenly spaced for the first node), and written down before the node serves.
+async fn tokens(
+    args: &NodeStartArgs,
+    dir: &Path,
+    id: &str,
+    identity: &Identity,
+) -> anyhow::Result<Vec<u128>> {
+    let path = dir.join("tokens");
+    if let Ok(text) = fs::read_to_string(&path) {
+        let tokens: Result<Vec<u128>, _> = text.split_whitespace().map(str::parse).collect();
+        let tokens = tokens.with_context(|| format!("{} is corrupt", path.display()))?;
+        if tokens.is_empty() {
+            bail!("{} lists no tokens", path.display());
+        }
+        return Ok(tokens);
+    }
+    let mut ring = Ring::empty();
+    if !args.seeds.is_empty() {
+        let client = Transport::client(identity)?;
+        let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+        'join: loop {
+            for seed in &args.seeds {
+                if let Ok(Response::Members { members, .. }) =
+                    client.request(*seed, &Request::Status).await
+                {
+                    ring = Ring::new(
+                        members
+                            .into_iter()
+                            .map(|v| v.member)
+                            .filter(|m| m.id != id)
+                            .map(|m| (m.id, m.tokens)),
+                    );
+                    break 'join;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "no seed answered within {} s: {:?}",
+                    JOIN_TIMEOUT.as_secs(),
+                    args.seeds
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        client.close().await;
+    }
+    let tokens = allocate_tokens(&ring, args.vnodes);
+    let text: String = tokens.iter().map(|t| format!("{t}\n")).collect();
+    write_durably(&path, &text)?;
+    Ok(tokens)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let id_path = dir.join("node-id");
+    let id = match (&args.node_id, fs::read_to_string(&id_path)) {
+        (Some(id), Ok(kept)) if kept.trim() != id => {
+            bail!(
+                "{} belongs to node {}, not {id}",
+                dir.display(),
+                kept.trim()
+            )
+        }
+        (Some(id), _) => id.clone(),
+        (None, Ok(kept)) => kept.trim().to_string(),
+        (None, Err(_)) => format!("node-{}", args.listen.port()),
+    };
+    if !id_path.exists() {
+        write_durably(&id_path, &id)?;
+    }
+    let identity = identity(dir)?;
+    let tokens = tokens(&args, dir, &id, &identity).await?;
+    let engine = Engine::open(dir.join("data"), Options::default()).with_context(|| {
+        format!(
+            "opening the storage engine in {}",
+            dir.join("data").display()
+        )
+    })?;
+    let pid_path = dir.join("node.pid");
+    write_durably(&pid_path, &std::process::id().to_string())?;
+    println!(
+        "node {id} listening on {} (replication {}, {} tokens, data in {})",
+        args.listen,
+        args.replication,
+        tokens.len(),
+        dir.join("data").display()
+    );
+    let config = NodeConfig {
+        id: id.clone(),
+        listen: args.listen,
+        seeds: args.seeds.clone(),
+        replication: args.replication,
+        tokens,
+        limits: Limits::default(),
+    };
+    let result = Node::run(config, &identity, engine, shutdown_signal()).await;
+    let _ = fs::remove_file(&pid_path);
+    result?;
+    println!("node {id} stopped");
+    Ok(())
+}

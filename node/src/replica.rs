@@ -1,0 +1,84 @@
+//! The replica's side: each key's siblings stored in the engine, merged on every write.
+
+use std::sync::Arc;
+
+use kvctl::engine::{Engine, EngineError, Store};
+use kvctl::version::{Siblings, VersionError};
+use parking_lot::Mutex;
+
+/// Read-merge-write of one key is serialized by one of these locks (chosen by key hash), so two
+/// concurrent writes to a key cannot lose each other's versions.
+const KEY_LOCKS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    #[error("storage: {0}")]
+    Engine(#[from] EngineError),
+    #[error("stored versions of the key are unreadable: {0}")]
+    Version(#[from] VersionError),
+}
+
+pub struct Replica {
+    engine: Arc<Engine>,
+    locks: Vec<Mutex<()>>,
+}
+
+impl Replica {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Replica {
+            engine,
+            locks: (0..KEY_LOCKS).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    fn lock(&self, key: &[u8]) -> parking_lot::MutexGuard<'_, ()> {
+        let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+        self.locks[(h % KEY_LOCKS as u64) as usize].lock()
+    }
+
+    /// The stored versions of `key` (empty if none).
+    pub fn read(&self, key: &[u8]) -> Result<Siblings, ReplicaError> {
+        match self.engine.get(key)? {
+            Some(bytes) => Ok(Siblings::decode(&bytes)?),
+            None => Ok(Siblings::default()),
+        }
+    }
+
+    /// Merges `incoming` into the stored versions of `key` and makes the result durable.
+    /// `check` sees the merged siblings before they are written and may refuse them.
+    pub fn merge_write(
+        &self,
+        key: &[u8],
+        incoming: &Siblings,
+        check: impl FnOnce(&Siblings) -> Result<(), VersionError>,
+    ) -> Result<Siblings, ReplicaError> {
+        let _guard = self.lock(key);
+        let merged = self.read(key)?.merge(incoming);
+        check(&merged)?;
+        self.engine.put(key, &merged.encode())?;
+        Ok(merged)
+    }
+
+    /// Like [`Replica::merge_write`], but builds the incoming versions from what is stored, under
+    /// the key's lock (the coordinator's new version must see every local version).
+    pub fn update(
+        &self,
+        key: &[u8],
+        make: impl FnOnce(&Siblings) -> Result<Siblings, VersionError>,
+    ) -> Result<(Siblings, Siblings), ReplicaError> {
+        let _guard = self.lock(key);
+        let stored = self.read(key)?;
+        let incoming = make(&stored)?;
+        let merged = stored.merge(&incoming);
+        merged.check(kvctl::version::SIBLINGS_MAX)?;
+        self.engine.put(key, &merged.encode())?;
+        Ok((incoming, merged))
+    }
+}

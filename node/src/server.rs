@@ -1,0 +1,520 @@
+//! The node: serves requests over QUIC, coordinates reads and writes for any key, stores its
+//! replicas, and gossips membership.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kvctl::engine::{Engine, Limits, Store};
+use kvctl::proto::{Consistency, ErrorKind, Member, MemberState, Request, Response};
+use kvctl::tls::Identity;
+use kvctl::transport::{serve_stream, Transport, TransportError};
+use kvctl::version::{new_version_against, Siblings, VClock, CLOCK_ENTRIES_MAX};
+use parking_lot::Mutex;
+use serde_bytes::ByteBuf;
+use tokio::sync::mpsc;
+
+use crate::membership::Membership;
+use crate::quorum::Quorum;
+use crate::replica::Replica;
+
+/// How often a node gossips.
+pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub id: String,
+    pub listen: SocketAddr,
+    pub seeds: Vec<SocketAddr>,
+    /// Replicas per key (N).
+    pub replication: usize,
+    pub tokens: Vec<u128>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error("{0}")]
+    Transport(#[from] TransportError),
+    #[error("storage: {0}")]
+    Engine(#[from] kvctl::engine::EngineError),
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn error(kind: ErrorKind, message: impl std::fmt::Display) -> Response {
+    Response::Error {
+        kind,
+        message: message.to_string(),
+    }
+}
+
+pub struct Node {
+    config: NodeConfig,
+    replica: Arc<Replica>,
+    membership: Mutex<Membership>,
+    transport: Arc<Transport>,
+    started: Instant,
+}
+
+impl Node {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs the node until `shutdown` completes, then closes the endpoint and the engine.
+    pub async fn run(
+        config: NodeConfig,
+        identity: &Identity,
+        engine: Engine,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), NodeError> {
+        let transport = Arc::new(Transport::server(config.listen, identity)?);
+        let me = Member {
+            id: config.id.clone(),
+            addr: config.listen,
+            tokens: config.tokens.clone(),
+            state: MemberState::Normal,
+            generation: wall_ms(),
+            heartbeat: 0,
+        };
+        let engine = Arc::new(engine);
+        let node = Arc::new(Node {
+            membership: Mutex::new(Membership::new(me, config.seeds.clone())),
+            replica: Arc::new(Replica::new(engine.clone())),
+            transport: transport.clone(),
+            started: Instant::now(),
+            config,
+        });
+        let gossip = tokio::spawn(node.clone().gossip_loop());
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = transport.endpoint().accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        // A failed handshake (no certificate, another CA) ends here.
+                        let Ok(conn) = incoming.await else { return };
+                        while let Ok((send, recv)) = conn.accept_bi().await {
+                            let node = node.clone();
+                            tokio::spawn(async move {
+                                serve_stream(send, recv, |req| node.handle(req)).await;
+                            });
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        gossip.abort();
+        transport.close().await;
+        engine.close()?;
+        Ok(())
+    }
+
+    async fn gossip_loop(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(GOSSIP_INTERVAL);
+        loop {
+            interval.tick().await;
+            let round = self.membership.lock().tick(self.now_ms());
+            let Some((target, members)) = round else {
+                continue;
+            };
+            let node = self.clone();
+            tokio::spawn(async move {
+                if let Ok(Response::Members { members: views, .. }) = node
+                    .transport
+                    .request(target, &Request::Gossip { members })
+                    .await
+                {
+                    let now = node.now_ms();
+                    node.membership
+                        .lock()
+                        .merge(views.into_iter().map(|v| v.member), now);
+                }
+            });
+        }
+    }
+
+    async fn handle(self: Arc<Self>, request: Request) -> Response {
+        match request {
+            Request::Get { key, consistency } => self.get(key.into_vec(), consistency).await,
+            Request::Put {
+                key,
+                value,
+                context,
+                consistency,
+                lww,
+            } => {
+                self.put(
+                    key.into_vec(),
+                    value.map(ByteBuf::into_vec),
+                    context,
+                    consistency,
+                    lww,
+                )
+                .await
+            }
+            Request::ReplicaRead { key } => self.replica_read(key.into_vec()).await,
+            Request::ReplicaWrite { key, siblings } => {
+                self.replica_write(key.into_vec(), siblings.into_vec())
+                    .await
+            }
+            Request::Gossip { members } => {
+                let now = self.now_ms();
+                let mut membership = self.membership.lock();
+                membership.merge(members, now);
+                Response::Members {
+                    node: self.config.id.clone(),
+                    members: membership.views(now),
+                }
+            }
+            Request::Status => {
+                let now = self.now_ms();
+                let views = self.membership.lock().views(now);
+                Response::Members {
+                    node: self.config.id.clone(),
+                    members: views,
+                }
+            }
+        }
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), Response> {
+        let max = self.config.limits.key_bytes_max;
+        if key.is_empty() {
+            return Err(error(
+                ErrorKind::BadRequest,
+                format!("key is empty; keys must be 1 to {max} bytes"),
+            ));
+        }
+        if key.len() > max {
+            return Err(error(
+                ErrorKind::BadRequest,
+                format!(
+                    "key is {} bytes, over the limit of {max} bytes (key_bytes_max)",
+                    key.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The replicas of `key`: (id, address, up).
+    fn replicas(&self, key: &[u8]) -> Vec<(String, Option<SocketAddr>, bool)> {
+        let membership = self.membership.lock();
+        let now = self.now_ms();
+        membership
+            .ring()
+            .preference_list(key, self.config.replication)
+            .into_iter()
+            .map(|id| {
+                let addr = membership.addr_of(&id);
+                let up = membership.is_up(&id, now);
+                (id, addr, up)
+            })
+            .collect()
+    }
+
+    async fn get(self: Arc<Self>, key: Vec<u8>, level: Consistency) -> Response {
+        if let Err(e) = self.check_key(&key) {
+            return e;
+        }
+        let replicas = self.replicas(&key);
+        if replicas.is_empty() {
+            return error(
+                ErrorKind::Unavailable,
+                "the ring is empty: no node owns any token yet",
+            );
+        }
+        let mut quorum = Quorum::new(level, replicas.len());
+        let (tx, mut rx) = mpsc::channel(replicas.len());
+        for (id, addr, up) in replicas {
+            if id == self.config.id {
+                let (tx, replica, key) = (tx.clone(), self.replica.clone(), key.clone());
+                tokio::spawn(async move {
+                    let r = tokio::task::spawn_blocking(move || replica.read(&key)).await;
+                    let r = match r {
+                        Ok(Ok(s)) => Ok(s),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = tx.send((id, r)).await;
+                });
+                continue;
+            }
+            let Some(addr) = addr.filter(|_| up) else {
+                quorum.fail(&id, "down (no recent gossip)");
+                continue;
+            };
+            let (tx, node, req) = (
+                tx.clone(),
+                self.clone(),
+                Request::ReplicaRead {
+                    key: ByteBuf::from(key.clone()),
+                },
+            );
+            tokio::spawn(async move {
+                let r = match node.transport.request(addr, &req).await {
+                    Ok(Response::Replica { siblings: None }) => Ok(Siblings::default()),
+                    Ok(Response::Replica { siblings: Some(b) }) => {
+                        Siblings::decode(&b).map_err(|e| e.to_string())
+                    }
+                    Ok(Response::Error { message, .. }) => Err(message),
+                    Ok(_) => Err("unexpected reply".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = tx.send((id, r)).await;
+            });
+        }
+        drop(tx);
+        let mut merged = Siblings::default();
+        let mut answers = Vec::new();
+        while !quorum.reached() && !quorum.impossible() {
+            match rx.recv().await {
+                Some((id, Ok(siblings))) => {
+                    quorum.ok();
+                    merged = merged.merge(&siblings);
+                    answers.push((id, siblings));
+                }
+                Some((id, Err(reason))) => quorum.fail(&id, reason),
+                None => break,
+            }
+        }
+        if !quorum.reached() {
+            return error(ErrorKind::Unavailable, quorum.error());
+        }
+        self.repair(&key, &merged, answers);
+        let values: Vec<ByteBuf> = merged.values().map(|v| ByteBuf::from(v.to_vec())).collect();
+        Response::Value {
+            found: !values.is_empty(),
+            values,
+            context: merged.context().to_token(),
+        }
+    }
+
+    /// Read repair: replicas that answered with less than the merged versions get them.
+    fn repair(self: &Arc<Self>, key: &[u8], merged: &Siblings, answers: Vec<(String, Siblings)>) {
+        let stale: Vec<String> = answers
+            .into_iter()
+            .filter(|(_, s)| s != merged)
+            .map(|(id, _)| id)
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let (node, key, bytes) = (self.clone(), key.to_vec(), merged.encode());
+        tokio::spawn(async move {
+            for id in stale {
+                if id == node.config.id {
+                    let (replica, key, merged) =
+                        (node.replica.clone(), key.clone(), Siblings::decode(&bytes));
+                    if let Ok(merged) = merged {
+                        let _ = tokio::task::spawn_blocking(move || {
+                            replica.merge_write(&key, &merged, |_| Ok(()))
+                        })
+                        .await;
+                    }
+                    continue;
+                }
+                let addr = node.membership.lock().addr_of(&id);
+                if let Some(addr) = addr {
+                    let req = Request::ReplicaWrite {
+                        key: ByteBuf::from(key.clone()),
+                        siblings: ByteBuf::from(bytes.clone()),
+                    };
+                    let _ = node.transport.request(addr, &req).await;
+                }
+            }
+        });
+    }
+
+    async fn put(
+        self: Arc<Self>,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: Option<String>,
+        level: Consistency,
+        lww: bool,
+    ) -> Response {
+        if let Err(e) = self.check_key(&key) {
+            return e;
+        }
+        let max = self.config.limits.value_bytes_max;
+        if let Some(v) = &value {
+            if v.len() > max {
+                return error(
+                    ErrorKind::BadRequest,
+                    format!(
+                        "value is {} bytes, over the limit of {max} bytes (value_bytes_max)",
+                        v.len()
+                    ),
+                );
+            }
+        }
+        let context = match context.as_deref().map(VClock::from_token).transpose() {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => return error(ErrorKind::BadRequest, format!("bad --context: {e}")),
+        };
+        let replicas = self.replicas(&key);
+        if replicas.is_empty() {
+            return error(
+                ErrorKind::Unavailable,
+                "the ring is empty: no node owns any token yet",
+            );
+        }
+        if !replicas.iter().any(|(id, _, _)| *id == self.config.id) {
+            return self
+                .forward(
+                    replicas,
+                    Request::Put {
+                        key: ByteBuf::from(key),
+                        value: value.map(ByteBuf::from),
+                        context: Some(context.to_token()),
+                        consistency: level,
+                        lww,
+                    },
+                )
+                .await;
+        }
+        // The coordinator's own replica first: the new version is built from what it stores.
+        let (replica, me, k) = (self.replica.clone(), self.config.id.clone(), key.clone());
+        let now = wall_ms();
+        let local = tokio::task::spawn_blocking(move || {
+            replica.update(&k, |stored| {
+                let context = if lww {
+                    stored.context().merge(&context)
+                } else {
+                    context
+                };
+                Ok(Siblings::from(new_version_against(
+                    stored,
+                    &context,
+                    &me,
+                    now,
+                    value,
+                    CLOCK_ENTRIES_MAX,
+                )))
+            })
+        })
+        .await;
+        let (incoming, merged) = match local {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return error(ErrorKind::BadRequest, e),
+            Err(e) => return error(ErrorKind::Internal, e),
+        };
+        let mut quorum = Quorum::new(level, replicas.len());
+        quorum.ok();
+        let payload = incoming.encode();
+        let (tx, mut rx) = mpsc::channel(replicas.len());
+        for (id, addr, up) in replicas {
+            if id == self.config.id {
+                continue;
+            }
+            let Some(addr) = addr.filter(|_| up) else {
+                quorum.fail(&id, "down (no recent gossip)");
+                continue;
+            };
+            let req = Request::ReplicaWrite {
+                key: ByteBuf::from(key.clone()),
+                siblings: ByteBuf::from(payload.clone()),
+            };
+            let (tx, node) = (tx.clone(), self.clone());
+            // Each replica write runs to its end even after the level is met.
+            tokio::spawn(async move {
+                let r = match node.transport.request(addr, &req).await {
+                    Ok(Response::Ack) => Ok(()),
+                    Ok(Response::Error { message, .. }) => Err(message),
+                    Ok(_) => Err("unexpected reply".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = tx.send((id, r)).await;
+            });
+        }
+        drop(tx);
+        while !quorum.reached() && !quorum.impossible() {
+            match rx.recv().await {
+                Some((_, Ok(()))) => quorum.ok(),
+                Some((id, Err(reason))) => quorum.fail(&id, reason),
+                None => break,
+            }
+        }
+        if !quorum.reached() {
+            return error(
+                ErrorKind::Unavailable,
+                format!(
+                    "{} (the write is stored on the replicas that answered)",
+                    quorum.error()
+                ),
+            );
+        }
+        Response::Written {
+            context: merged.context().to_token(),
+        }
+    }
+
+    /// Hands a write to a replica of the key (the coordinator of a write must store it).
+    async fn forward(
+        &self,
+        replicas: Vec<(String, Option<SocketAddr>, bool)>,
+        request: Request,
+    ) -> Response {
+        let mut reasons = Vec::new();
+        for (id, addr, up) in replicas {
+            let Some(addr) = addr.filter(|_| up) else {
+                reasons.push(format!("{id}: down"));
+                continue;
+            };
+            match self.transport.request(addr, &request).await {
+                Ok(response) => return response,
+                Err(e) => reasons.push(format!("{id}: {e}")),
+            }
+        }
+        error(
+            ErrorKind::Unavailable,
+            format!(
+                "no replica of the key could coordinate the write: {}",
+                reasons.join(", ")
+            ),
+        )
+    }
+
+    async fn replica_read(&self, key: Vec<u8>) -> Response {
+        let replica = self.replica.clone();
+        match tokio::task::spawn_blocking(move || replica.read(&key)).await {
+            Ok(Ok(s)) if s == Siblings::default() => Response::Replica { siblings: None },
+            Ok(Ok(s)) => Response::Replica {
+                siblings: Some(ByteBuf::from(s.encode())),
+            },
+            Ok(Err(e)) => error(ErrorKind::Internal, e),
+            Err(e) => error(ErrorKind::Internal, e),
+        }
+    }
+
+    async fn replica_write(&self, key: Vec<u8>, siblings: Vec<u8>) -> Response {
+        if let Err(e) = self.check_key(&key) {
+            return e;
+        }
+        let incoming = match Siblings::decode(&siblings) {
+            Ok(s) => s,
+            Err(e) => return error(ErrorKind::BadRequest, e),
+        };
+        let replica = self.replica.clone();
+        let write = move || {
+            replica.merge_write(&key, &incoming, |merged| {
+                merged.check(kvctl::version::SIBLINGS_MAX)
+            })
+        };
+        match tokio::task::spawn_blocking(write).await {
+            Ok(Ok(_)) => Response::Ack,
+            Ok(Err(e)) => error(ErrorKind::Internal, e),
+            Err(e) => error(ErrorKind::Internal, e),
+        }
+    }
+}

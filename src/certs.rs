@@ -1,0 +1,179 @@
+//! Certificates: the cluster CA, node and client certificates (rcgen), as PEM files.
+//!
+//! Every node certificate names [`NODE_SERVER_NAME`] among its subject alternative names, so a
+//! client verifies any node of the cluster by that name plus the cluster CA, whatever address it
+//! dialled. Node certificates are valid for both server and client authentication (nodes call
+//! each other); client certificates only for client authentication.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+
+/// The DNS name every node certificate carries and every client verifies.
+pub const NODE_SERVER_NAME: &str = "kvctl-node";
+const CA_COMMON_NAME: &str = "kvctl cluster CA";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} already exists; refusing to overwrite it (remove it first)", path.display())]
+    Exists { path: PathBuf },
+}
+
+/// A certificate and its private key, PEM encoded.
+#[derive(Debug, Clone)]
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
+}
+
+/// The CA's parameters. They are rebuilt the same way to sign with a stored CA key, so that
+/// issued certificates name the CA as their issuer.
+fn ca_params() -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, CA_COMMON_NAME);
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+}
+
+/// A new cluster CA.
+pub fn new_ca() -> Result<Pem, CertError> {
+    let key = KeyPair::generate()?;
+    let cert = ca_params().self_signed(&key)?;
+    Ok(Pem {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+fn issue(ca: &Pem, common_name: &str, names: &[String], server: bool) -> Result<Pem, CertError> {
+    let ca_key = KeyPair::from_pem(&ca.key)?;
+    let issuer = Issuer::new(ca_params(), ca_key);
+    let mut params = CertificateParams::new(names.to_vec())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = if server {
+        vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ]
+    } else {
+        vec![ExtendedKeyUsagePurpose::ClientAuth]
+    };
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(Pem {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// A node certificate for `node_id`, valid for [`NODE_SERVER_NAME`], `localhost`, 127.0.0.1
+/// and the extra host names or addresses given.
+pub fn new_node(ca: &Pem, node_id: &str, hosts: &[String]) -> Result<Pem, CertError> {
+    let mut names = vec![
+        NODE_SERVER_NAME.to_string(),
+        "localhost".into(),
+        "127.0.0.1".into(),
+    ];
+    names.extend(hosts.iter().cloned());
+    names.dedup();
+    issue(ca, &format!("kvctl node {node_id}"), &names, true)
+}
+
+/// A client certificate.
+pub fn new_client(ca: &Pem, name: &str) -> Result<Pem, CertError> {
+    issue(ca, &format!("kvctl client {name}"), &[], false)
+}
+
+/// Where a certificate set lives in a directory: `<stem>.pem` and `<stem>.key`.
+pub fn paths(dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    )
+}
+
+/// Writes `pem` as `<dir>/<stem>.pem` and `<dir>/<stem>.key` (the key readable by the owner
+/// only). Refuses to overwrite existing files.
+pub fn write(dir: &Path, stem: &str, pem: &Pem) -> Result<(), CertError> {
+    fs::create_dir_all(dir).map_err(|source| CertError::Io {
+        action: "creating",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let (cert_path, key_path) = paths(dir, stem);
+    for path in [&cert_path, &key_path] {
+        if path.exists() {
+            return Err(CertError::Exists { path: path.clone() });
+        }
+    }
+    write_file(&cert_path, pem.cert.as_bytes(), 0o644)?;
+    write_file(&key_path, pem.key.as_bytes(), 0o600)
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| CertError::Io {
+        action: "writing",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io)
+}
+
+/// Reads only the certificate `<dir>/<stem>.pem` (a CA certificate, without its key).
+pub fn read_cert(dir: &Path, stem: &str) -> Result<String, CertError> {
+    let (cert_path, _) = paths(dir, stem);
+    fs::read_to_string(&cert_path).map_err(|source| CertError::Io {
+        action: "reading",
+        path: cert_path,
+        source,
+    })
+}
+
+/// Reads `<dir>/<stem>.pem` and `<dir>/<stem>.key`.
+pub fn read(dir: &Path, stem: &str) -> Result<Pem, CertError> {
+    let (cert_path, key_path) = paths(dir, stem);
+    let read = |path: &Path| {
+        fs::read_to_string(path).map_err(|source| CertError::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    Ok(Pem {
+        cert: read(&cert_path)?,
+        key: read(&key_path)?,
+    })
+}

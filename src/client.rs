@@ -1,0 +1,172 @@
+//! The client SDK: talks to any node of a cluster over QUIC with mutual TLS.
+//!
+//! A request goes to the node asked for, or to the cluster's nodes in turn until one answers
+//! (so a down node costs a retry, not a failure). Any node coordinates any key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_bytes::ByteBuf;
+
+use crate::certs;
+use crate::home::{self, HomeError};
+use crate::proto::{Consistency, ErrorKind, MemberView, Request, Response};
+use crate::tls::{Identity, TlsError};
+use crate::transport::{Transport, TransportError};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    #[error(transparent)]
+    Certs(#[from] certs::CertError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("no node answered: {0}")]
+    NoNode(String),
+    #[error("{message}")]
+    Refused { kind: ErrorKind, message: String },
+    #[error("unexpected reply from {addr}: {reply}")]
+    Unexpected { addr: SocketAddr, reply: String },
+}
+
+/// What a get returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetResult {
+    pub found: bool,
+    /// The live values, one per sibling.
+    pub values: Vec<Vec<u8>>,
+    /// The causal context to pass to the next put of this key.
+    pub context: String,
+}
+
+pub struct Client {
+    transport: Transport,
+    nodes: Vec<SocketAddr>,
+    next: AtomicUsize,
+}
+
+impl Client {
+    pub fn new(identity: &Identity, nodes: Vec<SocketAddr>) -> Result<Client, ClientError> {
+        Ok(Client {
+            transport: Transport::client(identity)?,
+            nodes,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// A client of the cluster described in `home`, with the home's client certificate.
+    pub fn from_home(home: &Path) -> Result<Client, ClientError> {
+        let cluster = home::read(home)?;
+        let dir = home::certs_dir(home);
+        let own = certs::read(&dir, "client")?;
+        let ca = certs::read_cert(&dir, "ca")?;
+        let identity = Identity::new(&own, &ca)?;
+        Client::new(&identity, cluster.nodes.iter().map(|n| n.addr).collect())
+    }
+
+    pub fn nodes(&self) -> &[SocketAddr] {
+        &self.nodes
+    }
+
+    /// Sends to `node`, or to the nodes in turn (starting with the next in rotation) until one
+    /// answers. Returns the address that answered and its response.
+    pub async fn request(
+        &self,
+        node: Option<SocketAddr>,
+        request: &Request,
+    ) -> Result<(SocketAddr, Response), ClientError> {
+        if let Some(addr) = node {
+            return Ok((addr, self.transport.request(addr, request).await?));
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for i in 0..self.nodes.len() {
+            let addr = self.nodes[(start + i) % self.nodes.len()];
+            match self.transport.request(addr, request).await {
+                Ok(response) => return Ok((addr, response)),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        Err(ClientError::NoNode(if failures.is_empty() {
+            "the cluster has no nodes".into()
+        } else {
+            failures.join("; ")
+        }))
+    }
+
+    fn refused(response: Response, addr: SocketAddr) -> ClientError {
+        match response {
+            Response::Error { kind, message } => ClientError::Refused { kind, message },
+            other => ClientError::Unexpected {
+                addr,
+                reply: format!("{other:?}"),
+            },
+        }
+    }
+
+    pub async fn get(
+        &self,
+        key: &[u8],
+        consistency: Consistency,
+        node: Option<SocketAddr>,
+    ) -> Result<GetResult, ClientError> {
+        let request = Request::Get {
+            key: ByteBuf::from(key.to_vec()),
+            consistency,
+        };
+        match self.request(node, &request).await? {
+            (
+                _,
+                Response::Value {
+                    found,
+                    values,
+                    context,
+                },
+            ) => Ok(GetResult {
+                found,
+                values: values.into_iter().map(ByteBuf::into_vec).collect(),
+                context,
+            }),
+            (addr, other) => Err(Self::refused(other, addr)),
+        }
+    }
+
+    /// Writes `value` (or deletes, with `None`); returns the new causal context.
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: Option<&[u8]>,
+        context: Option<&str>,
+        consistency: Consistency,
+        lww: bool,
+        node: Option<SocketAddr>,
+    ) -> Result<String, ClientError> {
+        let request = Request::Put {
+            key: ByteBuf::from(key.to_vec()),
+            value: value.map(|v| ByteBuf::from(v.to_vec())),
+            context: context.map(str::to_string),
+            consistency,
+            lww,
+        };
+        match self.request(node, &request).await? {
+            (_, Response::Written { context }) => Ok(context),
+            (addr, other) => Err(Self::refused(other, addr)),
+        }
+    }
+
+    /// A node's view of the cluster: (the node's id, the members it knows).
+    pub async fn status(
+        &self,
+        node: Option<SocketAddr>,
+    ) -> Result<(String, Vec<MemberView>), ClientError> {
+        match self.request(node, &Request::Status).await? {
+            (_, Response::Members { node, members }) => Ok((node, members)),
+            (addr, other) => Err(Self::refused(other, addr)),
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Mutual TLS for QUIC: rustls configurations that accept only peers whose certificate is
+//! signed by the cluster CA, for node endpoints and for clients.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+
+use crate::certs::Pem;
+
+/// The ALPN protocol both ends must speak.
+pub const ALPN: &[u8] = b"kvctl/1";
+/// Connections idle longer than this are closed (keep-alives are sent more often).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    #[error("bad PEM in {what}: {reason}")]
+    Pem { what: &'static str, reason: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("TLS client verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("QUIC crypto configuration: {0}")]
+    Quic(String),
+}
+
+/// A party's certificate and key, and the CA it trusts.
+pub struct Identity {
+    cert: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: Arc<RootCertStore>,
+}
+
+impl Identity {
+    pub fn new(own: &Pem, ca_cert_pem: &str) -> Result<Identity, TlsError> {
+        let pem_err = |what| {
+            move |e: rustls::pki_types::pem::Error| TlsError::Pem {
+                what,
+                reason: e.to_string(),
+            }
+        };
+        let cert = CertificateDer::pem_slice_iter(own.cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(pem_err("certificate"))?;
+        if cert.is_empty() {
+            return Err(TlsError::Pem {
+                what: "certificate",
+                reason: "no certificate found".into(),
+            });
+        }
+        let key =
+            PrivateKeyDer::from_pem_slice(own.key.as_bytes()).map_err(pem_err("private key"))?;
+        let mut roots = RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(ca_cert_pem.as_bytes()) {
+            roots.add(ca.map_err(pem_err("CA certificate"))?)?;
+        }
+        if roots.is_empty() {
+            return Err(TlsError::Pem {
+                what: "CA certificate",
+                reason: "no certificate found".into(),
+            });
+        }
+        Ok(Identity {
+            cert,
+            key,
+            roots: Arc::new(roots),
+        })
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        IDLE_TIMEOUT
+            .try_into()
+            .expect("30 s is a valid idle timeout"),
+    ));
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_concurrent_bidi_streams(1024u32.into());
+    Arc::new(t)
+}
+
+/// A node's server side: presents its certificate, requires a client certificate from the CA.
+pub fn server_config(id: &Identity) -> Result<quinn::ServerConfig, TlsError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(id.roots.clone(), provider()).build()?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(id.cert.clone(), id.key.clone_key())?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// The client side (of clients, and of nodes calling nodes): presents its certificate, trusts
+/// only the cluster CA.
+pub fn client_config(id: &Identity) -> Result<quinn::ClientConfig, TlsError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(id.roots.clone())
+        .with_client_auth_cert(id.cert.clone(), id.key.clone_key())?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
+}

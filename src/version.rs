@@ -1,0 +1,1200 @@
+//! Versions of values: vector clocks, dotted versions, siblings and the opaque causal context.
+//!
+//! Every stored value carries a [`Version`]: a vector clock ([`VClock`]), the write's own event
+//! (its [`Dot`]), a wall-clock timestamp and the value itself (`None` for a tombstone, that is a
+//! versioned delete). The versions of one key that no other version supersedes are kept side by
+//! side as [`Siblings`], like Riak's siblings.
+//!
+//! # Reads and writes
+//!
+//! A get returns the live values of the siblings together with their causal context
+//! ([`Siblings::context`]), handed to clients as an opaque token ([`VClock::to_token`]). A put
+//! (or delete) sends that token back; the coordinating node builds the new version with
+//! [`new_version_against`] and every replica merges it into what it stores with
+//! [`Siblings::merge`]. The new version then supersedes exactly the versions the get saw, and
+//! becomes a sibling of anything written concurrently.
+//!
+//! # Why versions carry a dot
+//!
+//! With plain vector clocks, two writes without context coordinated by the same node A both
+//! get the clock `{A: 1}`, or the second gets `{A: 2}` if the coordinator bumps its counter past
+//! what it stores; either way the second write silently replaces the first although its client
+//! never saw it. Riak's answer before dotted version vectors was to keep one clock for the
+//! whole sibling set, which makes the sets grow without bound ("sibling explosion").
+//!
+//! kvctl uses dotted versions instead (Preguiça et al., "Dotted Version Vectors"). The
+//! coordinator gives the write a fresh event of its own, the dot `A:n` with `n` above every
+//! counter of A it has seen in the context and in everything it stores, and records how far the
+//! client's context reached for A (`seen`). The version's causal history is then: the events in
+//! its clock for the other nodes, A's events `1..=seen`, and the single event `A:n`; the events
+//! of A between `seen` and `n` are writes this version did not see. A version supersedes another
+//! only when it holds the other's whole history ([`Version::descends`]), so a second write
+//! without context (`seen = 0`, dot `A:2`) does not supersede the first (dot `A:1`): they become
+//! siblings, as they must.
+//!
+//! # Limits of the scheme
+//!
+//! - The context of a get is summarised as a vector clock, which cannot express gaps. If a
+//!   replica misses a write `A:1` but holds a later concurrent write `A:2`, a get served only by
+//!   that replica returns `{A: 2}` and a put with that context supersedes `A:1` unseen. Quorum
+//!   reads that merge several replicas make this unlikely; the full fix would be a dotted
+//!   version vector set in the token.
+//! - The coordinator must be a replica of the key and hold its own earlier writes, or it may
+//!   reuse a dot; two versions with the same history are deduplicated (one is kept).
+//! - Pruning ([`VClock::prune`]) drops the oldest entries of a clock to bound its size. A pruned
+//!   version never loses a concurrent write, since it still carries its fresh dot, but it may
+//!   fail to supersede versions it did see, which then show up as extra siblings.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The most siblings a key may hold before writes to it are refused.
+pub const SIBLINGS_MAX: usize = 64;
+
+/// The most entries a vector clock keeps; older entries are pruned past this.
+pub const CLOCK_ENTRIES_MAX: usize = 16;
+
+/// The longest context token [`VClock::from_token`] accepts, in characters (64 KiB).
+pub const TOKEN_CHARS_MAX: usize = 64 * 1024;
+
+/// The format byte that starts every [`Siblings::encode`] output.
+pub const SIBLINGS_FORMAT: u8 = 1;
+
+/// What can go wrong with versions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VersionError {
+    /// A key holds more concurrent versions than allowed.
+    #[error(
+        "key has {count} siblings, over the limit of {max}; read it and write back a resolved value with its context"
+    )]
+    TooManySiblings { count: usize, max: usize },
+
+    /// A causal context token sent by a client is not one this store handed out.
+    #[error("bad causal context token: {reason}")]
+    BadContext { reason: String },
+
+    /// Stored siblings could not be decoded.
+    #[error("bad encoding of stored versions: {reason}")]
+    BadEncoding { reason: String },
+}
+
+/// One node's entry in a vector clock.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct ClockEntry {
+    /// How many events of the node the clock has seen.
+    pub counter: u64,
+    /// The wall-clock time of the node's last increment, in milliseconds since the Unix epoch;
+    /// pruning drops the entries with the oldest timestamps first.
+    pub timestamp_ms: u64,
+}
+
+/// A vector clock: for each node id, how many of its events have been seen.
+///
+/// A node without an entry (or with counter 0) has had none of its events seen. Entries are
+/// kept in a `BTreeMap` so that iteration, encoding and comparisons are deterministic.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VClock {
+    entries: BTreeMap<String, ClockEntry>,
+}
+
+impl VClock {
+    /// Returns an empty clock.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns the number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Returns true when the clock has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Returns the counter of a node, 0 when it has no entry.
+    pub fn counter(&self, node: &str) -> u64 {
+        self.entries.get(node).map_or(0, |e| e.counter)
+    }
+
+    /// Returns the entry of a node, if any.
+    pub fn entry(&self, node: &str) -> Option<&ClockEntry> {
+        self.entries.get(node)
+    }
+
+    /// Iterates over the entries in node id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ClockEntry)> {
+        self.entries.iter().map(|(n, e)| (n.as_str(), e))
+    }
+
+    /// Counts one more event of `node`, stamped with the wall clock `now_ms`.
+    pub fn increment(&mut self, node: &str, now_ms: u64) {
+        let entry = self.entries.entry(node.to_owned()).or_default();
+        entry.counter = entry.counter.saturating_add(1);
+        entry.timestamp_ms = now_ms;
+    }
+
+    /// Returns the pointwise maximum of both clocks. Each entry comes from the clock with the
+    /// higher counter; on equal counters the later timestamp wins, so merge is commutative.
+    pub fn merge(&self, other: &VClock) -> VClock {
+        let mut merged = self.clone();
+        for (node, entry) in &other.entries {
+            merged
+                .entries
+                .entry(node.clone())
+                .and_modify(|e| *e = (*e).max(*entry))
+                .or_insert(*entry);
+        }
+        merged
+    }
+
+    /// Returns true when this clock has seen everything `other` has (pointwise `>=`).
+    pub fn descends(&self, other: &VClock) -> bool {
+        other
+            .entries
+            .iter()
+            .all(|(node, e)| self.counter(node) >= e.counter)
+    }
+
+    /// Returns true when neither clock descends the other.
+    pub fn concurrent(&self, other: &VClock) -> bool {
+        !self.descends(other) && !other.descends(self)
+    }
+
+    /// Drops the entries with the oldest timestamps (ties broken by node id) until at most
+    /// `max_entries` remain.
+    pub fn prune(&mut self, max_entries: usize) {
+        self.prune_keeping(max_entries, None);
+    }
+
+    /// Prunes like [`VClock::prune`] but never drops the entry of `keep`.
+    fn prune_keeping(&mut self, max_entries: usize, keep: Option<&str>) {
+        if self.entries.len() <= max_entries {
+            return;
+        }
+        let mut by_age: Vec<(u64, String)> = self
+            .entries
+            .iter()
+            .filter(|(node, _)| Some(node.as_str()) != keep)
+            .map(|(node, e)| (e.timestamp_ms, node.clone()))
+            .collect();
+        by_age.sort();
+        let excess = self.entries.len() - max_entries;
+        for (_, node) in by_age.into_iter().take(excess) {
+            self.entries.remove(&node);
+        }
+    }
+
+    /// Compares two clocks entry by entry; a total order used only to make results
+    /// deterministic, unrelated to causality.
+    fn total_cmp(&self, other: &VClock) -> Ordering {
+        self.entries.iter().cmp(other.entries.iter())
+    }
+
+    /// Encodes the clock as an opaque context token: CBOR, then lowercase hex.
+    pub fn to_token(&self) -> String {
+        let mut cbor = Vec::new();
+        ciborium::into_writer(self, &mut cbor).expect("a vector clock always encodes to CBOR");
+        hex_encode(&cbor)
+    }
+
+    /// Decodes a context token made by [`VClock::to_token`], refusing anything else.
+    pub fn from_token(token: &str) -> Result<VClock, VersionError> {
+        let bad = |reason: String| VersionError::BadContext { reason };
+        if token.is_empty() {
+            return Err(bad(
+                "the token is empty (omit it to write without context)".into()
+            ));
+        }
+        if token.len() > TOKEN_CHARS_MAX {
+            return Err(bad(format!(
+                "the token is {} characters, over the limit of {TOKEN_CHARS_MAX}",
+                token.len()
+            )));
+        }
+        let bytes = hex_decode(token).map_err(bad)?;
+        let clock: VClock =
+            decode_cbor(&bytes).map_err(|reason| bad(format!("not a vector clock: {reason}")))?;
+        for (node, entry) in &clock.entries {
+            if node.is_empty() {
+                return Err(bad("the clock has an entry with an empty node id".into()));
+            }
+            if entry.counter == 0 {
+                return Err(bad(format!(
+                    "the clock entry of node {node:?} has counter 0"
+                )));
+            }
+        }
+        Ok(clock)
+    }
+}
+
+/// The event that created a version: the `counter`-th event of `node`, written by a client
+/// whose context had seen `node`'s events up to `seen` (so `seen < counter`).
+///
+/// The events of `node` after `seen` and before `counter` are concurrent writes the version
+/// did not see; see the module documentation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+pub struct Dot {
+    /// The coordinating node.
+    pub node: String,
+    /// The node's counter for this event.
+    pub counter: u64,
+    /// The node's counter in the writer's causal context.
+    pub seen: u64,
+}
+
+/// One version of a value.
+///
+/// Its causal history is: the events `1..=clock[m]` of every node `m` other than `dot.node`,
+/// the events `1..=dot.seen` of `dot.node`, and the event `dot.node:dot.counter`. The clock's
+/// own entry for `dot.node` holds `dot.counter`, so that clocks merged into a context cover the
+/// version, but it does not count towards the history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    /// The version's vector clock: the writer's context with the dot's event added.
+    pub clock: VClock,
+    /// The write's own event.
+    pub dot: Dot,
+    /// The wall-clock time of the write, in milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// The value, or `None` for a tombstone (a versioned delete).
+    #[serde(with = "opt_bytes")]
+    pub value: Option<Vec<u8>>,
+}
+
+impl Version {
+    /// Returns true when the version is a tombstone.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// Returns how far the history holds a node's events without gaps (events `1..=k`).
+    fn prefix(&self, node: &str) -> u64 {
+        if node == self.dot.node {
+            self.dot.seen
+        } else {
+            self.clock.counter(node)
+        }
+    }
+
+    /// Returns true when the history holds the event `node:k` (event 0 is no event).
+    fn has_event(&self, node: &str, k: u64) -> bool {
+        k == 0 || k <= self.prefix(node) || (node == self.dot.node && k == self.dot.counter)
+    }
+
+    /// Returns true when the history holds all of the events `node:1..=k`.
+    fn has_prefix(&self, node: &str, k: u64) -> bool {
+        let p = self.prefix(node);
+        k <= p || (node == self.dot.node && k == self.dot.counter && k - 1 == p)
+    }
+
+    /// Returns true when this version's causal history holds all of `other`'s: this version
+    /// was written by someone who had seen `other` (or the two have the same history).
+    ///
+    /// Unlike [`VClock::descends`] on the clocks, this respects dots: `{A: 2}` written without
+    /// context does not descend `{A: 1}`.
+    pub fn descends(&self, other: &Version) -> bool {
+        let past_covered = other
+            .clock
+            .iter()
+            .filter(|(node, _)| *node != other.dot.node)
+            .all(|(node, e)| self.has_prefix(node, e.counter));
+        past_covered
+            && self.has_prefix(&other.dot.node, other.dot.seen)
+            && self.has_event(&other.dot.node, other.dot.counter)
+    }
+
+    /// Returns true when this version supersedes `other`: it descends it and their histories
+    /// differ.
+    pub fn dominates(&self, other: &Version) -> bool {
+        self.descends(other) && !other.descends(self)
+    }
+
+    /// A total order over every field: timestamp, then clock, dot and value. Used for
+    /// last-write-wins, for the canonical order of siblings and to pick one of two versions
+    /// with the same history.
+    fn total_cmp(&self, other: &Version) -> Ordering {
+        self.timestamp_ms
+            .cmp(&other.timestamp_ms)
+            .then_with(|| self.clock.total_cmp(&other.clock))
+            .then_with(|| self.dot.cmp(&other.dot))
+            .then_with(|| self.value.cmp(&other.value))
+    }
+
+    /// Returns true when this version wins over `other` in a merge: it dominates it, or has
+    /// the same history and is larger in the total order.
+    fn beats(&self, other: &Version) -> bool {
+        self.descends(other)
+            && (!other.descends(self) || self.total_cmp(other) == Ordering::Greater)
+    }
+}
+
+/// Builds the version of a write by `node` with causal context `context`, assuming `node`
+/// stores no version of the key.
+///
+/// The clock is the context with `node`'s counter incremented, pruned to `clock_entries_max`
+/// entries (never dropping `node`'s own). When `node` does store versions of the key, use
+/// [`new_version_against`]: this function would reuse a counter, and a second write without
+/// context at the same node would replace the first instead of becoming its sibling.
+pub fn new_version(
+    context: &VClock,
+    node: &str,
+    now_ms: u64,
+    value: Option<Vec<u8>>,
+    clock_entries_max: usize,
+) -> Version {
+    new_version_against(
+        &Siblings::default(),
+        context,
+        node,
+        now_ms,
+        value,
+        clock_entries_max,
+    )
+}
+
+/// Builds the version of a write coordinated by `node`, which stores `stored` for the key,
+/// with the causal context `context` sent by the client (empty for a write without context).
+///
+/// The new version's dot is `node:n` with `n` one above the highest counter of `node` in the
+/// context and in every stored sibling, so it is an event no other version has; the dot
+/// records the context's counter for `node` as `seen`. The clock keeps the other entries of the
+/// context, so the version supersedes exactly what the client's get saw, and nothing written
+/// concurrently, even at the same node (see the module documentation). The clock is pruned to
+/// `clock_entries_max` entries (at least 1), never dropping `node`'s own entry.
+pub fn new_version_against(
+    stored: &Siblings,
+    context: &VClock,
+    node: &str,
+    now_ms: u64,
+    value: Option<Vec<u8>>,
+    clock_entries_max: usize,
+) -> Version {
+    let seen = context.counter(node);
+    let stored_max = stored
+        .versions
+        .iter()
+        .map(|v| {
+            let own = if v.dot.node == node { v.dot.counter } else { 0 };
+            v.clock.counter(node).max(own)
+        })
+        .max()
+        .unwrap_or(0);
+    let counter = seen.max(stored_max).saturating_add(1);
+    let mut clock = context.clone();
+    clock.entries.insert(
+        node.to_owned(),
+        ClockEntry {
+            counter,
+            timestamp_ms: now_ms,
+        },
+    );
+    clock.prune_keeping(clock_entries_max.max(1), Some(node));
+    Version {
+        clock,
+        dot: Dot {
+            node: node.to_owned(),
+            counter,
+            seen,
+        },
+        timestamp_ms: now_ms,
+        value,
+    }
+}
+
+/// The concurrent versions of one key: no version descends another.
+///
+/// Siblings built by this module ([`Siblings::from_versions`], [`Siblings::merge`],
+/// `From<Version>`, [`Siblings::decode`] of such) are canonical: no version is dominated by
+/// another, no two versions share a causal history, and the versions are sorted by a total order
+/// (timestamp, clock, dot, value). On canonical siblings, [`Siblings::merge`] obeys the laws
+/// that let replicas exchange versions in any order, any number of times:
+///
+/// - commutative: `a.merge(&b) == b.merge(&a)`;
+/// - associative: `a.merge(&b).merge(&c) == a.merge(&b.merge(&c))`;
+/// - idempotent: `a.merge(&a) == a`, and the empty set is its identity.
+///
+/// They hold because a merge keeps the maximal elements of the union under a strict partial
+/// order (dominance, with ties between equal histories broken by the total order), then sorts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Siblings {
+    /// The versions, in canonical order.
+    pub versions: Vec<Version>,
+}
+
+impl From<Version> for Siblings {
+    fn from(version: Version) -> Self {
+        Siblings {
+            versions: vec![version],
+        }
+    }
+}
+
+impl Siblings {
+    /// Returns the canonical siblings of any collection of versions: those no other version
+    /// supersedes, one per causal history, in canonical order.
+    pub fn from_versions(versions: impl IntoIterator<Item = Version>) -> Siblings {
+        let mut all: Vec<Version> = versions.into_iter().collect();
+        all.sort_by(Version::total_cmp);
+        all.dedup();
+        let kept: Vec<Version> = all
+            .iter()
+            .filter(|v| !all.iter().any(|w| w.beats(v)))
+            .cloned()
+            .collect();
+        Siblings { versions: kept }
+    }
+
+    /// Returns the number of versions.
+    pub fn len(&self) -> usize {
+        self.versions.len()
+    }
+
+    /// Returns true when there are no versions (the key was never written, or all were lost).
+    pub fn is_empty(&self) -> bool {
+        self.versions.is_empty()
+    }
+
+    /// Merges two sets of siblings: the union, without the versions another supersedes and
+    /// with one version per causal history, in canonical order. See the laws on [`Siblings`].
+    pub fn merge(&self, other: &Siblings) -> Siblings {
+        Siblings::from_versions(self.versions.iter().chain(&other.versions).cloned())
+    }
+
+    /// Returns the causal context of the siblings: the merge of their clocks. A get returns it
+    /// so that the next put supersedes what the get saw.
+    pub fn context(&self) -> VClock {
+        self.versions
+            .iter()
+            .fold(VClock::new(), |acc, v| acc.merge(&v.clock))
+    }
+
+    /// Returns true when the key has no live value: no versions, or tombstones only.
+    pub fn is_deleted(&self) -> bool {
+        self.versions.iter().all(Version::is_tombstone)
+    }
+
+    /// Iterates over the live values (tombstones skipped), in canonical order.
+    pub fn values(&self) -> impl Iterator<Item = &[u8]> {
+        self.versions.iter().filter_map(|v| v.value.as_deref())
+    }
+
+    /// Resolves the siblings by last write wins: keeps only the version with the highest
+    /// timestamp, ties broken deterministically by clock, dot and value.
+    ///
+    /// The winner does not supersede the losers causally: to make the resolution stick, write
+    /// its value back with [`Siblings::context`] as the context.
+    pub fn resolve_lww(&self) -> Siblings {
+        Siblings {
+            versions: self
+                .versions
+                .iter()
+                .max_by(|a, b| a.total_cmp(b))
+                .cloned()
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Checks that the key holds at most `siblings_max` versions.
+    pub fn check(&self, siblings_max: usize) -> Result<(), VersionError> {
+        if self.versions.len() > siblings_max {
+            return Err(VersionError::TooManySiblings {
+                count: self.versions.len(),
+                max: siblings_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Encodes the siblings for storage: the format byte [`SIBLINGS_FORMAT`], then CBOR.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![SIBLINGS_FORMAT];
+        ciborium::into_writer(self, &mut out).expect("siblings always encode to CBOR");
+        out
+    }
+
+    /// Decodes siblings made by [`Siblings::encode`]; any other input is an error, never a
+    /// panic. The result is returned as stored, not re-canonicalized.
+    pub fn decode(bytes: &[u8]) -> Result<Siblings, VersionError> {
+        let bad = |reason: String| VersionError::BadEncoding { reason };
+        let (&format, body) = bytes
+            .split_first()
+            .ok_or_else(|| bad("the input is empty".into()))?;
+        if format != SIBLINGS_FORMAT {
+            return Err(bad(format!(
+                "unknown format byte {format} (expected {SIBLINGS_FORMAT})"
+            )));
+        }
+        decode_cbor(body).map_err(|reason| bad(format!("not a set of siblings: {reason}")))
+    }
+}
+
+/// Decodes one CBOR item that must span all of `bytes`.
+fn decode_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut reader = bytes;
+    let value = ciborium::from_reader(&mut reader).map_err(|e| e.to_string())?;
+    if !reader.is_empty() {
+        return Err(format!("{} trailing bytes", reader.len()));
+    }
+    Ok(value)
+}
+
+/// Encodes bytes as lowercase hex.
+fn hex_encode(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    out
+}
+
+/// Decodes hex (either case), explaining what is wrong.
+fn hex_decode(text: &str) -> Result<Vec<u8>, String> {
+    let digits = text.as_bytes();
+    if !digits.len().is_multiple_of(2) {
+        return Err(format!(
+            "the token has an odd number of hex digits ({})",
+            digits.len()
+        ));
+    }
+    let nibble = |i: usize| -> Result<u8, String> {
+        let c = digits[i];
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(format!("the token has a non-hex character at position {i}")),
+        }
+    };
+    (0..digits.len() / 2)
+        .map(|i| Ok(nibble(2 * i)? << 4 | nibble(2 * i + 1)?))
+        .collect()
+}
+
+/// Serde support for `Option<Vec<u8>>` as a CBOR byte string (rather than an array of numbers).
+mod opt_bytes {
+    use super::fmt;
+    use serde::de::{self, Deserializer, SeqAccess, Visitor};
+    use serde::{Serialize, Serializer};
+
+    struct Bytes<'a>(&'a [u8]);
+
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(bytes) => serializer.serialize_some(&Bytes(bytes)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    struct BytesVisitor;
+
+    impl<'de> Visitor<'de> for BytesVisitor {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a byte string")
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            // The length hint comes from the input, so it only bounds the first allocation.
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+
+    struct OptVisitor;
+
+    impl<'de> Visitor<'de> for OptVisitor {
+        type Value = Option<Vec<u8>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a byte string or null")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_byte_buf(BytesVisitor).map(Some)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        d.deserialize_option(OptVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const NODES: [&str; 3] = ["a", "b", "c"];
+
+    /// A get followed by a put at `node`, the way a coordinator does it: the new version is
+    /// built against what the node stores, then merged into it.
+    fn put(
+        stored: &Siblings,
+        context: &VClock,
+        node: &str,
+        now_ms: u64,
+        value: Option<&[u8]>,
+    ) -> Siblings {
+        let v = new_version_against(
+            stored,
+            context,
+            node,
+            now_ms,
+            value.map(<[u8]>::to_vec),
+            CLOCK_ENTRIES_MAX,
+        );
+        stored.merge(&Siblings::from(v))
+    }
+
+    fn clock(entries: &[(&str, u64, u64)]) -> VClock {
+        let mut c = VClock::new();
+        for &(node, counter, ts) in entries {
+            for _ in 0..counter {
+                c.increment(node, ts);
+            }
+        }
+        c
+    }
+
+    fn sorted_values(s: &Siblings) -> Vec<&[u8]> {
+        let mut v: Vec<&[u8]> = s.values().collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn clock_increment_merge_descends() {
+        let mut a = VClock::new();
+        a.increment("a", 10);
+        a.increment("a", 20);
+        assert_eq!(a.counter("a"), 2);
+        assert_eq!(a.entry("a").unwrap().timestamp_ms, 20);
+        assert_eq!(a.counter("zzz"), 0);
+
+        let b = clock(&[("a", 1, 5), ("b", 3, 7)]);
+        let m = a.merge(&b);
+        assert_eq!(m.counter("a"), 2);
+        assert_eq!(m.entry("a").unwrap().timestamp_ms, 20);
+        assert_eq!(m.counter("b"), 3);
+        assert_eq!(m.entry("b").unwrap().timestamp_ms, 7);
+        assert_eq!(m, b.merge(&a));
+
+        assert!(m.descends(&a) && m.descends(&b));
+        assert!(!a.descends(&b) && !b.descends(&a));
+        assert!(a.concurrent(&b));
+        assert!(!m.concurrent(&a));
+        assert!(a.descends(&a) && a.descends(&VClock::new()));
+        assert!(!VClock::new().descends(&a));
+    }
+
+    #[test]
+    fn clock_merge_equal_counters_takes_later_timestamp() {
+        let a = clock(&[("a", 1, 5)]);
+        let b = clock(&[("a", 1, 9)]);
+        assert_eq!(a.merge(&b).entry("a").unwrap().timestamp_ms, 9);
+        assert_eq!(b.merge(&a).entry("a").unwrap().timestamp_ms, 9);
+    }
+
+    #[test]
+    fn prune_drops_oldest_first() {
+        let mut c = clock(&[("a", 1, 30), ("b", 4, 10), ("c", 2, 20), ("d", 1, 40)]);
+        c.prune(4);
+        assert_eq!(c.len(), 4);
+        c.prune(2);
+        let nodes: Vec<&str> = c.iter().map(|(n, _)| n).collect();
+        assert_eq!(nodes, ["a", "d"]);
+        c.prune(0);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn new_version_prunes_but_keeps_own_entry() {
+        // The other entries carry timestamps from the future (clock skew): the own entry must
+        // still survive pruning.
+        let context = clock(&[("b", 1, 100), ("c", 1, 200), ("d", 1, 300)]);
+        let v = new_version(&context, "a", 50, Some(b"x".to_vec()), 2);
+        assert_eq!(v.clock.len(), 2);
+        assert_eq!(v.clock.counter("a"), 1);
+        assert_eq!(v.clock.counter("d"), 1);
+        let v = new_version(&context, "a", 50, None, 0);
+        assert_eq!(v.clock.len(), 1);
+        assert_eq!(v.clock.counter("a"), 1);
+    }
+
+    #[test]
+    fn put_with_context_supersedes_put_without_becomes_sibling() {
+        let s = put(&Siblings::default(), &VClock::new(), "a", 1, Some(b"v1"));
+        assert_eq!(s.len(), 1);
+        let ctx = s.context();
+
+        // A write at another node without context is concurrent.
+        let s2 = put(&s, &VClock::new(), "b", 2, Some(b"v2"));
+        assert_eq!(sorted_values(&s2), [b"v1".as_slice(), b"v2"]);
+
+        // A write with the context of the first get supersedes only what it saw.
+        let s3 = put(&s2, &ctx, "b", 3, Some(b"v3"));
+        assert_eq!(sorted_values(&s3), [b"v2".as_slice(), b"v3"]);
+
+        // The plain new_version, on a fresh node, behaves the same.
+        let v = new_version(&ctx, "c", 4, Some(b"v4".to_vec()), CLOCK_ENTRIES_MAX);
+        let s4 = s.merge(&Siblings::from(v));
+        assert_eq!(sorted_values(&s4), [b"v4".as_slice()]);
+    }
+
+    #[test]
+    fn two_puts_without_context_at_same_node_are_siblings() {
+        let s = put(&Siblings::default(), &VClock::new(), "a", 1, Some(b"v1"));
+        let s = put(&s, &VClock::new(), "a", 2, Some(b"v2"));
+        assert_eq!(s.len(), 2);
+        assert_eq!(sorted_values(&s), [b"v1".as_slice(), b"v2"]);
+        // Plain clocks would have said {a: 2} descends {a: 1}; the dots say otherwise.
+        assert!(s.versions[1].clock.descends(&s.versions[0].clock));
+        assert!(!s.versions[1].descends(&s.versions[0]));
+
+        // Replicas that receive both versions in either order agree.
+        let v1 = Siblings::from(s.versions[0].clone());
+        let v2 = Siblings::from(s.versions[1].clone());
+        assert_eq!(v1.merge(&v2), s);
+        assert_eq!(v2.merge(&v1), s);
+
+        // A put with the context of a get that saw both supersedes both.
+        let ctx = s.context();
+        let s = put(&s, &ctx, "a", 3, Some(b"v3"));
+        assert_eq!(s.len(), 1);
+        assert_eq!(sorted_values(&s), [b"v3".as_slice()]);
+
+        // The same from another coordinator.
+        let s1 = put(&Siblings::default(), &VClock::new(), "a", 1, Some(b"v1"));
+        let s2 = put(&s1, &VClock::new(), "a", 2, Some(b"v2"));
+        let s3 = put(&s2, &s2.context(), "b", 3, Some(b"v3"));
+        assert_eq!(sorted_values(&s3), [b"v3".as_slice()]);
+    }
+
+    #[test]
+    fn plain_new_version_at_same_node_reuses_the_dot() {
+        // This is the classic problem new_version_against solves: without the stored versions
+        // the second write gets the same history as the first and one of them is dropped.
+        let v1 = new_version(&VClock::new(), "a", 1, Some(b"v1".to_vec()), 16);
+        let v2 = new_version(&VClock::new(), "a", 2, Some(b"v2".to_vec()), 16);
+        assert!(v1.descends(&v2) && v2.descends(&v1));
+        assert_eq!(Siblings::from(v1).merge(&Siblings::from(v2)).len(), 1);
+    }
+
+    #[test]
+    fn delete_then_put_without_context() {
+        let s = put(&Siblings::default(), &VClock::new(), "a", 1, Some(b"v1"));
+        let s = put(&s, &VClock::new(), "a", 2, Some(b"v2"));
+
+        // A delete with the context of a get supersedes everything the get saw.
+        let s = put(&s, &s.context(), "a", 3, None);
+        assert_eq!(s.len(), 1);
+        assert!(s.versions[0].is_tombstone());
+        assert!(s.is_deleted());
+        assert_eq!(s.values().count(), 0);
+
+        // A put without context after the delete is a sibling of the tombstone.
+        let s = put(&s, &VClock::new(), "a", 4, Some(b"v4"));
+        assert_eq!(s.len(), 2);
+        assert!(!s.is_deleted());
+        assert_eq!(s.values().collect::<Vec<_>>(), [b"v4".as_slice()]);
+
+        // A put with the context of that get resolves both.
+        let s = put(&s, &s.context(), "b", 5, Some(b"v5"));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.values().collect::<Vec<_>>(), [b"v5".as_slice()]);
+    }
+
+    #[test]
+    fn empty_siblings() {
+        let s = Siblings::default();
+        assert!(s.is_empty() && s.is_deleted());
+        assert!(s.context().is_empty());
+        assert_eq!(s.resolve_lww(), s);
+        assert_eq!(s.merge(&s), s);
+    }
+
+    #[test]
+    fn equal_histories_keep_one_deterministically() {
+        let v1 = new_version(&VClock::new(), "a", 5, Some(b"x".to_vec()), 16);
+        let mut v2 = v1.clone();
+        v2.value = Some(b"y".to_vec());
+        let a = Siblings::from(v1.clone());
+        let b = Siblings::from(v2.clone());
+        assert_eq!(a.merge(&b), b);
+        assert_eq!(b.merge(&a), b);
+        let mut v3 = v1;
+        v3.timestamp_ms = 6;
+        assert_eq!(b.merge(&Siblings::from(v3.clone())).versions, [v3]);
+    }
+
+    #[test]
+    fn lww_picks_latest_timestamp_then_tiebreaks() {
+        let s = put(&Siblings::default(), &VClock::new(), "a", 10, Some(b"old"));
+        let s = put(&s, &VClock::new(), "b", 30, Some(b"new"));
+        let s = put(&s, &VClock::new(), "c", 20, None);
+        assert_eq!(s.len(), 3);
+        let w = s.resolve_lww();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.values().collect::<Vec<_>>(), [b"new".as_slice()]);
+
+        // Equal timestamps: the result does not depend on the order of the versions.
+        let s = put(&Siblings::default(), &VClock::new(), "a", 10, Some(b"x"));
+        let s = put(&s, &VClock::new(), "b", 10, Some(b"y"));
+        let mut reversed = s.clone();
+        reversed.versions.reverse();
+        assert_eq!(s.resolve_lww(), reversed.resolve_lww());
+        assert_eq!(s.resolve_lww().versions[0].dot.node, "b");
+    }
+
+    #[test]
+    fn check_bounds_siblings() {
+        let mut s = Siblings::default();
+        for (i, node) in ["n0", "n1", "n2", "n3"].into_iter().enumerate() {
+            s = put(&s, &VClock::new(), node, i as u64, Some(b"v"));
+        }
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.check(4), Ok(()));
+        assert_eq!(s.check(SIBLINGS_MAX), Ok(()));
+        let err = s.check(3).unwrap_err();
+        assert_eq!(err, VersionError::TooManySiblings { count: 4, max: 3 });
+        assert!(err.to_string().contains("4 siblings"));
+    }
+
+    #[test]
+    fn token_round_trip() {
+        for c in [
+            VClock::new(),
+            clock(&[("a", 1, 5)]),
+            clock(&[("node-1", 3, 1_700_000_000_000), ("node-2", 9, u64::MAX)]),
+        ] {
+            let token = c.to_token();
+            assert!(token
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert_eq!(VClock::from_token(&token), Ok(c.clone()));
+            assert_eq!(VClock::from_token(&token.to_uppercase()), Ok(c));
+        }
+    }
+
+    #[test]
+    fn bad_tokens_are_refused_with_a_reason() {
+        let reason = |t: &str| match VClock::from_token(t) {
+            Err(VersionError::BadContext { reason }) => reason,
+            other => panic!("expected BadContext for {t:?}, got {other:?}"),
+        };
+        assert!(reason("").contains("empty"));
+        assert!(reason("abc").contains("odd"));
+        assert!(reason("zz").contains("non-hex"));
+        assert!(reason("a0ff").contains("not a vector clock"));
+        assert!(reason(&"00".repeat(TOKEN_CHARS_MAX)).contains("over the limit"));
+        // Valid CBOR, but not a clock.
+        assert!(reason("01").contains("not a vector clock"));
+        // A valid token with trailing bytes.
+        let token = clock(&[("a", 1, 5)]).to_token() + "00";
+        assert!(reason(&token).contains("trailing"));
+        // A clock nobody made: a zero counter, an empty node id.
+        let mut c = VClock::new();
+        c.entries.insert("a".into(), ClockEntry::default());
+        assert!(reason(&c.to_token()).contains("counter 0"));
+        let c = clock(&[("", 1, 1)]);
+        assert!(reason(&c.to_token()).contains("empty node id"));
+        // The error message names the problem.
+        let err = VClock::from_token("zz").unwrap_err().to_string();
+        assert!(err.starts_with("bad causal context token"));
+    }
+
+    #[test]
+    fn encode_round_trip_and_format() {
+        let s = put(&Siblings::default(), &VClock::new(), "a", 1, Some(b"v1"));
+        let s = put(&s, &VClock::new(), "a", 2, Some(&[0u8, 255, 7]));
+        let s = put(&s, &VClock::new(), "b", 3, None);
+        let bytes = s.encode();
+        assert_eq!(bytes[0], SIBLINGS_FORMAT);
+        assert_eq!(Siblings::decode(&bytes), Ok(s));
+        let empty = Siblings::default();
+        assert_eq!(Siblings::decode(&empty.encode()), Ok(empty));
+    }
+
+    #[test]
+    fn values_are_stored_as_byte_strings() {
+        let v = new_version(&VClock::new(), "a", 1, Some(vec![0xAB; 300]), 16);
+        let bytes = Siblings::from(v).encode();
+        // As an array of numbers, 300 bytes of 0xAB would take 600 bytes of CBOR.
+        assert!(bytes.len() < 400, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn garbage_is_refused_with_a_reason() {
+        let reason = |b: &[u8]| match Siblings::decode(b) {
+            Err(VersionError::BadEncoding { reason }) => reason,
+            other => panic!("expected BadEncoding for {b:?}, got {other:?}"),
+        };
+        assert!(reason(&[]).contains("empty"));
+        assert!(reason(&[2, 0xa0]).contains("unknown format byte 2"));
+        assert!(reason(&[1]).contains("not a set of siblings"));
+        assert!(reason(&[1, 0xff, 0x00]).contains("not a set of siblings"));
+        let mut trailing = Siblings::default().encode();
+        trailing.push(0);
+        assert!(reason(&trailing).contains("trailing"));
+        // A byte string that claims 2^64 - 1 bytes must fail, not allocate.
+        let mut huge = vec![1, 0xa1, 0x68];
+        huge.extend_from_slice(b"versions");
+        huge.extend_from_slice(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert!(reason(&huge).contains("not a set of siblings"));
+        let mut truncated = put(&Siblings::default(), &VClock::new(), "a", 1, Some(b"v")).encode();
+        truncated.pop();
+        assert!(reason(&truncated).contains("not a set of siblings"));
+    }
+
+    /// A random version over three nodes: small counters, timestamps and values, so that
+    /// dominance, equal histories and equal timestamps all happen often.
+    fn arb_version() -> impl Strategy<Value = Version> {
+        (
+            prop::array::uniform3(0u64..3),
+            prop::array::uniform3(0u64..4),
+            0usize..3,
+            0u64..3,
+            1u64..3,
+            0u64..3,
+            prop::option::of(prop::collection::vec(0u8..2, 0..2)),
+        )
+            .prop_map(|(counters, stamps, node, seen, gap, ts, value)| {
+                let mut clock = VClock::new();
+                for i in 0..NODES.len() {
+                    if counters[i] > 0 {
+                        clock.entries.insert(
+                            NODES[i].to_owned(),
+                            ClockEntry {
+                                counter: counters[i],
+                                timestamp_ms: stamps[i],
+                            },
+                        );
+                    }
+                }
+                let counter = seen + gap;
+                clock.entries.insert(
+                    NODES[node].to_owned(),
+                    ClockEntry {
+                        counter,
+                        timestamp_ms: ts,
+                    },
+                );
+                Version {
+                    clock,
+                    dot: Dot {
+                        node: NODES[node].to_owned(),
+                        counter,
+                        seen,
+                    },
+                    timestamp_ms: ts,
+                    value,
+                }
+            })
+    }
+
+    fn arb_siblings() -> impl Strategy<Value = Siblings> {
+        prop::collection::vec(arb_version(), 0..6).prop_map(Siblings::from_versions)
+    }
+
+    fn arb_clock() -> impl Strategy<Value = VClock> {
+        prop::collection::btree_map("[a-z0-9-]{1,8}", (1u64..1000, any::<u64>()), 0..6).prop_map(
+            |m| VClock {
+                entries: m
+                    .into_iter()
+                    .map(|(n, (counter, timestamp_ms))| {
+                        (
+                            n,
+                            ClockEntry {
+                                counter,
+                                timestamp_ms,
+                            },
+                        )
+                    })
+                    .collect(),
+            },
+        )
+    }
+
+    /// One step of a simulated workload on a single replica.
+    #[derive(Debug, Clone)]
+    struct Op {
+        node: usize,
+        with_context: bool,
+        delete: bool,
+    }
+
+    fn arb_ops() -> impl Strategy<Value = Vec<Op>> {
+        prop::collection::vec(
+            (0usize..3, any::<bool>(), prop::bool::weighted(0.2)).prop_map(
+                |(node, with_context, delete)| Op {
+                    node,
+                    with_context,
+                    delete,
+                },
+            ),
+            0..12,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative(a in arb_siblings(), b in arb_siblings()) {
+            prop_assert_eq!(a.merge(&b), b.merge(&a));
+        }
+
+        #[test]
+        fn merge_is_associative(a in arb_siblings(), b in arb_siblings(), c in arb_siblings()) {
+            prop_assert_eq!(a.merge(&b).merge(&c), a.merge(&b.merge(&c)));
+        }
+
+        #[test]
+        fn merge_is_idempotent(a in arb_siblings(), b in arb_siblings()) {
+            prop_assert_eq!(a.merge(&a), a.clone());
+            prop_assert_eq!(a.merge(&Siblings::default()), a.clone());
+            let ab = a.merge(&b);
+            prop_assert_eq!(ab.merge(&b), ab.clone());
+            prop_assert_eq!(ab.merge(&a), ab);
+        }
+
+        #[test]
+        fn merge_result_is_an_antichain(a in arb_siblings(), b in arb_siblings()) {
+            let m = a.merge(&b);
+            for (i, v) in m.versions.iter().enumerate() {
+                for (j, w) in m.versions.iter().enumerate() {
+                    if i != j {
+                        prop_assert!(!v.descends(w), "{v:?} descends {w:?}");
+                    }
+                }
+            }
+            // Every input version is kept or is descended by a kept one.
+            for v in a.versions.iter().chain(&b.versions) {
+                prop_assert!(m.versions.iter().any(|w| w.descends(v)));
+            }
+            prop_assert!(m.versions.windows(2).all(|p| p[0].total_cmp(&p[1]) == Ordering::Less));
+        }
+
+        #[test]
+        fn lww_is_order_independent(a in arb_siblings(), b in arb_siblings()) {
+            let mut shuffled = a.clone();
+            shuffled.versions.reverse();
+            prop_assert_eq!(a.resolve_lww(), shuffled.resolve_lww());
+            let m = a.merge(&b);
+            let w = m.resolve_lww();
+            prop_assert_eq!(w.len(), usize::from(!m.is_empty()));
+            let max_ts = m.versions.iter().map(|v| v.timestamp_ms).max();
+            prop_assert_eq!(w.versions.first().map(|v| v.timestamp_ms), max_ts);
+        }
+
+        #[test]
+        fn clock_merge_laws(a in arb_clock(), b in arb_clock(), c in arb_clock()) {
+            prop_assert_eq!(a.merge(&b), b.merge(&a));
+            prop_assert_eq!(a.merge(&b).merge(&c), a.merge(&b.merge(&c)));
+            prop_assert_eq!(a.merge(&a), a.clone());
+            let m = a.merge(&b);
+            prop_assert!(m.descends(&a) && m.descends(&b));
+        }
+
+        #[test]
+        fn prune_keeps_the_newest(mut c in arb_clock(), max in 0usize..8) {
+            let before = c.clone();
+            c.prune(max);
+            prop_assert_eq!(c.len(), before.len().min(max));
+            prop_assert!(before.descends(&c));
+            if let Some(oldest_kept) = c.iter().map(|(n, e)| (e.timestamp_ms, n.to_owned())).min() {
+                for (n, e) in before.iter() {
+                    if c.entry(n).is_none() {
+                        prop_assert!((e.timestamp_ms, n.to_owned()) < oldest_kept);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn token_round_trips(c in arb_clock()) {
+            prop_assert_eq!(VClock::from_token(&c.to_token()), Ok(c));
+        }
+
+        #[test]
+        fn encode_round_trips(a in arb_siblings()) {
+            prop_assert_eq!(Siblings::decode(&a.encode()), Ok(a));
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = Siblings::decode(&bytes);
+            let mut formatted = vec![SIBLINGS_FORMAT];
+            formatted.extend_from_slice(&bytes);
+            let _ = Siblings::decode(&formatted);
+        }
+
+        #[test]
+        fn from_token_never_panics(token in "[0-9a-fA-Fxz]{0,64}") {
+            let _ = VClock::from_token(&token);
+        }
+
+        /// On one replica, a write without context never loses a live value, and a write with
+        /// the context of a fresh get leaves exactly one version.
+        #[test]
+        fn workload_keeps_concurrent_writes(ops in arb_ops()) {
+            let mut stored = Siblings::default();
+            for (i, op) in ops.iter().enumerate() {
+                let before: Vec<Vec<u8>> = stored.values().map(<[u8]>::to_vec).collect();
+                let context = if op.with_context { stored.context() } else { VClock::new() };
+                let value = (!op.delete).then(|| vec![i as u8]);
+                stored = put(&stored, &context, NODES[op.node], i as u64, value.as_deref());
+                if op.with_context {
+                    prop_assert_eq!(stored.len(), 1);
+                } else {
+                    for v in &before {
+                        prop_assert!(stored.values().any(|x| x == v.as_slice()));
+                    }
+                }
+                if !op.delete {
+                    prop_assert!(stored.values().any(|x| x == [i as u8]));
+                }
+            }
+        }
+    }
+}
