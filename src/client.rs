@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_bytes::ByteBuf;
 
@@ -13,7 +14,12 @@ use crate::certs;
 use crate::home::{self, HomeError};
 use crate::proto::{Consistency, ErrorKind, MemberView, Request, Response};
 use crate::tls::{Identity, TlsError};
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Transport, TransportError, REQUEST_TIMEOUT};
+
+/// A client waits longer than a coordinator waits for its replicas (the request timeout), so
+/// that a coordinator's "not enough replicas" answer arrives before the client gives up.
+pub const CLIENT_TIMEOUT: Duration =
+    Duration::from_millis(2 * REQUEST_TIMEOUT.as_millis() as u64 + 1000);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -53,7 +59,7 @@ pub struct Client {
 impl Client {
     pub fn new(identity: &Identity, nodes: Vec<SocketAddr>) -> Result<Client, ClientError> {
         Ok(Client {
-            transport: Transport::client(identity)?,
+            transport: Transport::client(identity)?.with_timeout(CLIENT_TIMEOUT),
             nodes,
             next: AtomicUsize::new(0),
         })

@@ -15,8 +15,8 @@ use crate::certs::Pem;
 /// The ALPN protocol both ends must speak.
 pub const ALPN: &[u8] = b"kvctl/1";
 /// Connections idle longer than this are closed (keep-alives are sent more often).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -119,9 +119,22 @@ impl Transport {
         request: &Request,
     ) -> Result<Response, TransportError> {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.request_inner(addr, request)).await {
+        let result = match tokio::time::timeout(timeout, self.request_inner(addr, request)).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout { addr, timeout }),
+        };
+        // A failure drops the cached connection, so the next request dials afresh (the peer may
+        // have restarted).
+        if result.is_err() {
+            self.forget(addr);
+        }
+        result
+    }
+
+    /// Drops the cached connection to `addr` (for instance because the peer restarted).
+    pub fn forget(&self, addr: SocketAddr) {
+        if let Some(conn) = self.connections.lock().remove(&addr) {
+            conn.close(0u32.into(), b"reconnecting");
         }
     }
 
@@ -131,9 +144,17 @@ impl Transport {
         request: &Request,
     ) -> Result<Response, TransportError> {
         let conn = self.connection(addr).await?;
-        let stream_err = |e: &dyn std::fmt::Display| TransportError::Stream {
-            addr,
-            reason: e.to_string(),
+        // When the peer closed the whole connection (it refused our certificate, say), its
+        // reason says more than the stream's "connection lost".
+        let stream_err = |e: &dyn std::fmt::Display| match conn.close_reason() {
+            Some(closed) => TransportError::Connect {
+                addr,
+                reason: connect_reason(&closed),
+            },
+            None => TransportError::Stream {
+                addr,
+                reason: e.to_string(),
+            },
         };
         let (mut send, mut recv) = match conn.open_bi().await {
             Ok(pair) => pair,

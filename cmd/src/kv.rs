@@ -14,6 +14,7 @@ fn text(value: &[u8]) -> String {
     String::from_utf8_lossy(value).into_owned()
 }
 
+/// Returns false when a human-readable get found nothing (JSON says so in `found`).
 pub async fn get(home: &Path, args: GetArgs) -> anyhow::Result<bool> {
     let client = Client::from_home(home)?;
     let r = client
@@ -55,7 +56,7 @@ pub async fn get(home: &Path, args: GetArgs) -> anyhow::Result<bool> {
             }
         }
     }
-    Ok(r.found)
+    Ok(true)
 }
 
 pub async fn put(home: &Path, args: PutArgs) -> anyhow::Result<()> {

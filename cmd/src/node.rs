@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use kvctl::certs;
-use kvctl::engine::{Engine, Limits, Options};
+use kvctl::engine::{Engine, Limits};
 use kvctl::proto::{Request, Response};
 use kvctl::ring::{allocate_tokens, Ring};
 use kvctl::tls::Identity;
@@ -122,12 +122,13 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
     }
     let identity = identity(dir)?;
     let tokens = tokens(&args, dir, &id, &identity).await?;
-    let engine = Engine::open(dir.join("data"), Options::default()).with_context(|| {
-        format!(
-            "opening the storage engine in {}",
-            dir.join("data").display()
-        )
-    })?;
+    let engine = Engine::open(dir.join("data"), kvctl_node::replica::engine_options())
+        .with_context(|| {
+            format!(
+                "opening the storage engine in {}",
+                dir.join("data").display()
+            )
+        })?;
     let pid_path = dir.join("node.pid");
     write_durably(&pid_path, &std::process::id().to_string())?;
     println!(

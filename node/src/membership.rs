@@ -81,7 +81,15 @@ impl Membership {
     }
 
     /// Takes in what another node knows.
-    pub fn merge(&mut self, members: impl IntoIterator<Item = Member>, now_ms: u64) {
+    ///
+    /// Returns the addresses of members that restarted (a new generation): connections to
+    /// their old process are dead.
+    pub fn merge(
+        &mut self,
+        members: impl IntoIterator<Item = Member>,
+        now_ms: u64,
+    ) -> Vec<SocketAddr> {
+        let mut restarted = Vec::new();
         for m in members {
             if m.id == self.me.id {
                 continue;
@@ -91,6 +99,9 @@ impl Membership {
                     if (m.generation, m.heartbeat)
                         > (known.member.generation, known.member.heartbeat)
                     {
+                        if m.generation != known.member.generation {
+                            restarted.push(known.member.addr);
+                        }
                         known.member = m;
                         known.changed_ms = now_ms;
                     }
@@ -106,6 +117,7 @@ impl Membership {
                 }
             }
         }
+        restarted
     }
 
     pub fn is_up(&self, id: &str, now_ms: u64) -> bool {

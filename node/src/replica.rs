@@ -2,9 +2,21 @@
 
 use std::sync::Arc;
 
-use kvctl::engine::{Engine, EngineError, Store};
+use kvctl::engine::{Engine, EngineError, Options, Store};
 use kvctl::version::{Siblings, VersionError};
 use parking_lot::Mutex;
+
+/// Largest encoding of one key's stored versions (all siblings with their clocks). A single
+/// value is at most 16 MiB; this leaves room for a few concurrent ones.
+pub const STORED_VERSIONS_BYTES_MAX: usize = 64 << 20;
+
+/// Engine options for a node's replica store: the engine's value is a key's encoded siblings.
+pub fn engine_options() -> Options {
+    let mut options = Options::default();
+    options.limits.value_bytes_max = STORED_VERSIONS_BYTES_MAX;
+    options.limits.batch_bytes_max = STORED_VERSIONS_BYTES_MAX + (1 << 20);
+    options
+}
 
 /// Read-merge-write of one key is serialized by one of these locks (chosen by key hash), so two
 /// concurrent writes to a key cannot lose each other's versions.

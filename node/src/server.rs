@@ -134,9 +134,13 @@ impl Node {
                     .await
                 {
                     let now = node.now_ms();
-                    node.membership
+                    let restarted = node
+                        .membership
                         .lock()
                         .merge(views.into_iter().map(|v| v.member), now);
+                    for addr in restarted {
+                        node.transport.forget(addr);
+                    }
                 }
             });
         }
@@ -169,7 +173,9 @@ impl Node {
             Request::Gossip { members } => {
                 let now = self.now_ms();
                 let mut membership = self.membership.lock();
-                membership.merge(members, now);
+                for addr in membership.merge(members, now) {
+                    self.transport.forget(addr);
+                }
                 Response::Members {
                     node: self.config.id.clone(),
                     members: membership.views(now),

@@ -1,0 +1,130 @@
+//! Test helpers: a local cluster of real `kvctl` processes on loopback, stopped on drop.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+pub struct Cluster {
+    pub home: tempfile::TempDir,
+    pub base_port: u16,
+    pub nodes: usize,
+}
+
+pub fn kvctl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_kvctl"))
+}
+
+impl Cluster {
+    /// `kvctl cluster up --detach` with `nodes` nodes from `base_port`.
+    pub fn up(nodes: usize, base_port: u16) -> Cluster {
+        let home = tempfile::tempdir().expect("temp dir");
+        let cluster = Cluster {
+            home,
+            base_port,
+            nodes,
+        };
+        let out = cluster.run(&[
+            "cluster",
+            "up",
+            "--detach",
+            "--nodes",
+            &nodes.to_string(),
+            "--base-port",
+            &base_port.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "cluster up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.home.path().to_path_buf()
+    }
+
+    pub fn addr(&self, node: usize) -> String {
+        format!("127.0.0.1:{}", self.base_port + node as u16 - 1)
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        kvctl()
+            .arg("--home")
+            .arg(self.home.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kvctl")
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = kvctl()
+            .arg("--home")
+            .arg(self.home.path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kvctl");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write stdin");
+        child.wait_with_output().expect("wait kvctl")
+    }
+
+    /// Runs kvctl and returns its stdout, failing the test if it fails.
+    pub fn must(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kvctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn must_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut args = args.to_vec();
+        args.extend(["--output", "json"]);
+        serde_json::from_str(&self.must(&args)).expect("JSON output")
+    }
+
+    pub fn pid(&self, node: usize) -> u32 {
+        let path = self.home.path().join(format!("nodes/node-{node}/node.pid"));
+        std::fs::read_to_string(&path)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid")
+    }
+
+    pub fn sigkill(&self, node: usize) {
+        let pid = self.pid(node);
+        let status = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        // Wait until it is gone.
+        for _ in 0..100 {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.run(&["cluster", "down"]);
+    }
+}
