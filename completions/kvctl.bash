@@ -16,6 +16,9 @@ _kvctl() {
             ",$1")
                 cmd="kvctl"
                 ;;
+            kvctl,bench)
+                cmd="kvctl__subcmd__bench"
+                ;;
             kvctl,cert)
                 cmd="kvctl__subcmd__cert"
                 ;;
@@ -94,6 +97,9 @@ _kvctl() {
             kvctl__subcmd__cluster__subcmd__help,up)
                 cmd="kvctl__subcmd__cluster__subcmd__help__subcmd__up"
                 ;;
+            kvctl__subcmd__help,bench)
+                cmd="kvctl__subcmd__help__subcmd__bench"
+                ;;
             kvctl__subcmd__help,cert)
                 cmd="kvctl__subcmd__help__subcmd__cert"
                 ;;
@@ -164,12 +170,62 @@ _kvctl() {
 
     case "${cmd}" in
         kvctl)
-            opts="-h -V --home --help --version node cluster status ring get put delete cert completions help"
+            opts="-h -V --home --help --version node cluster status ring get put delete bench cert completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvctl__subcmd__bench)
+            opts="-h -V --workload --records --operations --value-size --concurrency --consistency --seed --output --home --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --workload)
+                    COMPREPLY=($(compgen -W "a b c" -- "${cur}"))
+                    return 0
+                    ;;
+                --records)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --operations)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --value-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --concurrency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --home)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -600,8 +656,22 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__help)
-            opts="node cluster status ring get put delete cert completions help"
+            opts="node cluster status ring get put delete bench cert completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvctl__subcmd__help__subcmd__bench)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -912,7 +982,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__node__subcmd__start)
-            opts="-h -V --listen --seeds --node-id --vnodes --replication --home --help --version"
+            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -935,6 +1005,10 @@ _kvctl() {
                     return 0
                     ;;
                 --replication)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -44,6 +44,8 @@ pub enum Command {
     Put(PutArgs),
     /// Delete a key (writes a versioned tombstone).
     Delete(DeleteArgs),
+    /// Run a YCSB-style workload against the cluster and report throughput and latency.
+    Bench(BenchArgs),
     /// Create a cluster CA and node or client certificates for clusters on several machines.
     #[command(subcommand)]
     Cert(CertCommand),
@@ -74,6 +76,9 @@ pub struct NodeStartArgs {
     /// Replicas per key (N).
     #[arg(long, default_value_t = 3)]
     pub replication: usize,
+    /// Threads serving requests (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +174,41 @@ pub struct DeleteArgs {
     pub context: Option<String>,
     #[command(flatten)]
     pub request: RequestArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// 50 % reads, 50 % updates.
+    A,
+    /// 95 % reads, 5 % updates.
+    B,
+    /// Reads only.
+    C,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value_t = Workload::A)]
+    pub workload: Workload,
+    /// Records loaded before the run.
+    #[arg(long, default_value_t = 10_000)]
+    pub records: u64,
+    /// Operations in the run.
+    #[arg(long, default_value_t = 100_000)]
+    pub operations: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub value_size: usize,
+    /// Requests in flight.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    #[arg(long, default_value = "quorum", value_parser = parse_consistency)]
+    pub consistency: Consistency,
+    /// Seed of the key choice.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Subcommand)]

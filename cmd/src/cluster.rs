@@ -74,6 +74,11 @@ fn create(home: &Path, args: &ClusterUpArgs) -> anyhow::Result<ClusterFile> {
     Ok(cluster)
 }
 
+fn threads_per_node(nodes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / nodes.max(1)).max(1)
+}
+
 fn start_node(home: &Path, cluster: &ClusterFile, node: &NodeEntry) -> anyhow::Result<u32> {
     let dir = node_dir(home, node);
     let seeds: Vec<String> = cluster
@@ -93,6 +98,9 @@ fn start_node(home: &Path, cluster: &ClusterFile, node: &NodeEntry) -> anyhow::R
         node.id.clone(),
         "--replication".into(),
         cluster.replication.to_string(),
+        // The nodes share this machine's cores.
+        "--threads".into(),
+        threads_per_node(cluster.nodes.len()).to_string(),
     ];
     if !seeds.is_empty() {
         args.push("--seeds".into());

@@ -6,8 +6,10 @@
 //! - `cluster`: `kvctl cluster up|down|status` and `kvctl status`; `process` starts and stops
 //!   the node processes of a local cluster.
 //! - `kv`: `kvctl get|put|delete`; `ring`: `kvctl ring`; `cert`: `kvctl cert`.
+//! - `bench`: `kvctl bench`, YCSB-style workloads.
 //! - `completions`: `kvctl completions SHELL`; `output`: tables and JSON.
 
+mod bench;
 mod cert;
 mod cli;
 mod cluster;
@@ -37,6 +39,24 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// A node's runtime: `threads` workers, or a single-threaded one for 1 (cheaper: no hand-offs
+/// between workers, which matters when several nodes share a machine's cores).
+fn node_runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let home = || home::resolve(cli.home.as_deref());
     match cli.command {
@@ -47,7 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .home
                 .clone()
                 .context("`kvctl node start` needs --home, the node's directory")?;
-            runtime()?.block_on(node::start(args, &dir))?
+            node_runtime(args.threads)?.block_on(node::start(args, &dir))?
         }
         Command::Cluster(ClusterCommand::Up(args)) => {
             runtime()?.block_on(cluster::up(&home()?, args))?
@@ -64,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Put(args) => runtime()?.block_on(kv::put(&home()?, args))?,
         Command::Delete(args) => runtime()?.block_on(kv::delete(&home()?, args))?,
+        Command::Bench(args) => runtime()?.block_on(bench::run(&home()?, args))?,
     }
     Ok(ExitCode::SUCCESS)
 }

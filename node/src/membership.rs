@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use kvctl::proto::{Member, MemberView};
 use kvctl::ring::Ring;
@@ -28,6 +29,8 @@ pub struct Membership {
     seeds: Vec<SocketAddr>,
     rng: u64,
     down_after_ms: u64,
+    /// The ring of the members' tokens, rebuilt only when tokens change (requests read it).
+    ring: Arc<Ring>,
 }
 
 impl Membership {
@@ -36,13 +39,16 @@ impl Membership {
             (h ^ b as u64).wrapping_mul(0x100_0000_01B3)
         }) | 1;
         let seeds = seeds.into_iter().filter(|s| *s != me.addr).collect();
-        Membership {
+        let mut membership = Membership {
             me,
             others: BTreeMap::new(),
             seeds,
             rng,
             down_after_ms: DOWN_AFTER_MS,
-        }
+            ring: Arc::new(Ring::empty()),
+        };
+        membership.rebuild_ring();
+        membership
     }
 
     pub fn me(&self) -> &Member {
@@ -90,6 +96,7 @@ impl Membership {
         now_ms: u64,
     ) -> Vec<SocketAddr> {
         let mut restarted = Vec::new();
+        let mut tokens_changed = false;
         for m in members {
             if m.id == self.me.id {
                 continue;
@@ -102,11 +109,13 @@ impl Membership {
                         if m.generation != known.member.generation {
                             restarted.push(known.member.addr);
                         }
+                        tokens_changed |= m.tokens != known.member.tokens;
                         known.member = m;
                         known.changed_ms = now_ms;
                     }
                 }
                 None => {
+                    tokens_changed = true;
                     self.others.insert(
                         m.id.clone(),
                         Known {
@@ -116,6 +125,9 @@ impl Membership {
                     );
                 }
             }
+        }
+        if tokens_changed {
+            self.rebuild_ring();
         }
         restarted
     }
@@ -136,13 +148,17 @@ impl Membership {
     }
 
     /// The ring of every known member that has tokens.
-    pub fn ring(&self) -> Ring {
-        Ring::new(
+    pub fn ring(&self) -> Arc<Ring> {
+        self.ring.clone()
+    }
+
+    fn rebuild_ring(&mut self) {
+        self.ring = Arc::new(Ring::new(
             self.members()
                 .into_iter()
                 .filter(|m| !m.tokens.is_empty())
                 .map(|m| (m.id, m.tokens)),
-        )
+        ));
     }
 
     pub fn views(&self, now_ms: u64) -> Vec<MemberView> {

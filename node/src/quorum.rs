@@ -73,6 +73,15 @@ impl Quorum {
         self.replicas - self.ok - self.failures.len()
     }
 
+    /// Replies still needed to reach the level.
+    pub fn missing(&self) -> usize {
+        self.needed.saturating_sub(self.ok)
+    }
+
+    pub fn failures(&self) -> usize {
+        self.failures.len()
+    }
+
     pub fn error(&self) -> QuorumNotReached {
         QuorumNotReached {
             level: self.level,

@@ -55,6 +55,11 @@ impl Replica {
         self.locks[(h % KEY_LOCKS as u64) as usize].lock()
     }
 
+    /// The stored, encoded versions of `key`, as they are on disk.
+    pub fn read_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReplicaError> {
+        Ok(self.engine.get(key)?)
+    }
+
     /// The stored versions of `key` (empty if none).
     pub fn read(&self, key: &[u8]) -> Result<Siblings, ReplicaError> {
         match self.engine.get(key)? {

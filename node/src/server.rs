@@ -228,61 +228,66 @@ impl Node {
             .collect()
     }
 
+    /// Reads from as many replicas as the level needs (this node's own first, then those gossip
+    /// reports up), asking the next replica whenever one fails, and merges what they hold.
     async fn get(self: Arc<Self>, key: Vec<u8>, level: Consistency) -> Response {
         if let Err(e) = self.check_key(&key) {
             return e;
         }
-        let replicas = self.replicas(&key);
+        let mut replicas = self.replicas(&key);
         if replicas.is_empty() {
             return error(
                 ErrorKind::Unavailable,
                 "the ring is empty: no node owns any token yet",
             );
         }
+        // Local first, then up, then down; the sort is stable, so ring order breaks ties.
+        replicas.sort_by_key(|(id, _, up)| (*id != self.config.id, !*up));
         let mut quorum = Quorum::new(level, replicas.len());
         let (tx, mut rx) = mpsc::channel(replicas.len());
-        for (id, addr, up) in replicas {
-            if id == self.config.id {
-                let (tx, replica, key) = (tx.clone(), self.replica.clone(), key.clone());
+        let mut merged = Siblings::default();
+        let mut answers = Vec::new();
+        let mut asked = 0;
+        while !quorum.reached() && !quorum.impossible() {
+            // Keep as many requests outstanding as replies are still needed.
+            let in_flight = asked - answers.len() - quorum.failures();
+            if in_flight < quorum.missing() && asked < replicas.len() {
+                let (id, addr, up) = replicas[asked].clone();
+                asked += 1;
+                if id == self.config.id {
+                    // The engine serves reads from memory or the page cache: no hand-off.
+                    match self.replica.read(&key) {
+                        Ok(siblings) => {
+                            quorum.ok();
+                            merged = merged.merge(&siblings);
+                            answers.push((id, siblings));
+                        }
+                        Err(e) => quorum.fail(&id, e.to_string()),
+                    }
+                    continue;
+                }
+                let Some(addr) = addr.filter(|_| up) else {
+                    quorum.fail(&id, "down (no recent gossip)");
+                    continue;
+                };
+                let (tx, node) = (tx.clone(), self.clone());
+                let req = Request::ReplicaRead {
+                    key: ByteBuf::from(key.clone()),
+                };
                 tokio::spawn(async move {
-                    let r = tokio::task::spawn_blocking(move || replica.read(&key)).await;
-                    let r = match r {
-                        Ok(Ok(s)) => Ok(s),
-                        Ok(Err(e)) => Err(e.to_string()),
+                    let r = match node.transport.request(addr, &req).await {
+                        Ok(Response::Replica { siblings: None }) => Ok(Siblings::default()),
+                        Ok(Response::Replica { siblings: Some(b) }) => {
+                            Siblings::decode(&b).map_err(|e| e.to_string())
+                        }
+                        Ok(Response::Error { message, .. }) => Err(message),
+                        Ok(_) => Err("unexpected reply".to_string()),
                         Err(e) => Err(e.to_string()),
                     };
                     let _ = tx.send((id, r)).await;
                 });
                 continue;
             }
-            let Some(addr) = addr.filter(|_| up) else {
-                quorum.fail(&id, "down (no recent gossip)");
-                continue;
-            };
-            let (tx, node, req) = (
-                tx.clone(),
-                self.clone(),
-                Request::ReplicaRead {
-                    key: ByteBuf::from(key.clone()),
-                },
-            );
-            tokio::spawn(async move {
-                let r = match node.transport.request(addr, &req).await {
-                    Ok(Response::Replica { siblings: None }) => Ok(Siblings::default()),
-                    Ok(Response::Replica { siblings: Some(b) }) => {
-                        Siblings::decode(&b).map_err(|e| e.to_string())
-                    }
-                    Ok(Response::Error { message, .. }) => Err(message),
-                    Ok(_) => Err("unexpected reply".to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                let _ = tx.send((id, r)).await;
-            });
-        }
-        drop(tx);
-        let mut merged = Siblings::default();
-        let mut answers = Vec::new();
-        while !quorum.reached() && !quorum.impossible() {
             match rx.recv().await {
                 Some((id, Ok(siblings))) => {
                     quorum.ok();
@@ -389,8 +394,23 @@ impl Node {
                 )
                 .await;
         }
-        // The coordinator's own replica first: the new version is built from what it stores.
+        // The new version is built from what this node stores, under the key's lock; it goes
+        // out to the other replicas at once, while this node makes it durable too.
+        let mut quorum = Quorum::new(level, replicas.len());
+        let (tx, mut rx) = mpsc::channel::<(String, Result<(), String>)>(replicas.len());
+        let mut remote = Vec::new();
+        for (id, addr, up) in replicas {
+            if id == self.config.id {
+                continue;
+            }
+            match addr.filter(|_| up) {
+                Some(addr) => remote.push((id, addr)),
+                None => quorum.fail(&id, "down (no recent gossip)"),
+            }
+        }
         let (replica, me, k) = (self.replica.clone(), self.config.id.clone(), key.clone());
+        let (node, runtime, remote_tx) =
+            (self.clone(), tokio::runtime::Handle::current(), tx.clone());
         let now = wall_ms();
         let local = tokio::task::spawn_blocking(move || {
             replica.update(&k, |stored| {
@@ -399,52 +419,45 @@ impl Node {
                 } else {
                     context
                 };
-                Ok(Siblings::from(new_version_against(
+                let incoming = Siblings::from(new_version_against(
                     stored,
                     &context,
                     &me,
                     now,
                     value,
                     CLOCK_ENTRIES_MAX,
-                )))
+                ));
+                let payload = incoming.encode();
+                for (id, addr) in remote {
+                    let req = Request::ReplicaWrite {
+                        key: ByteBuf::from(k.clone()),
+                        siblings: ByteBuf::from(payload.clone()),
+                    };
+                    let (tx, node) = (remote_tx.clone(), node.clone());
+                    // Each replica write runs to its end even after the level is met.
+                    runtime.spawn(async move {
+                        let r = match node.transport.request(addr, &req).await {
+                            Ok(Response::Ack) => Ok(()),
+                            Ok(Response::Error { message, .. }) => Err(message),
+                            Ok(_) => Err("unexpected reply".to_string()),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let _ = tx.send((id, r)).await;
+                    });
+                }
+                Ok(incoming)
             })
-        })
-        .await;
-        let (incoming, merged) = match local {
-            Ok(Ok(pair)) => pair,
+        });
+        drop(tx);
+        let merged = match local.await {
+            Ok(Ok((_, merged))) => merged,
             Ok(Err(e)) => return error(ErrorKind::BadRequest, e),
             Err(e) => return error(ErrorKind::Internal, e),
         };
-        let mut quorum = Quorum::new(level, replicas.len());
         quorum.ok();
-        let payload = incoming.encode();
-        let (tx, mut rx) = mpsc::channel(replicas.len());
-        for (id, addr, up) in replicas {
-            if id == self.config.id {
-                continue;
-            }
-            let Some(addr) = addr.filter(|_| up) else {
-                quorum.fail(&id, "down (no recent gossip)");
-                continue;
-            };
-            let req = Request::ReplicaWrite {
-                key: ByteBuf::from(key.clone()),
-                siblings: ByteBuf::from(payload.clone()),
-            };
-            let (tx, node) = (tx.clone(), self.clone());
-            // Each replica write runs to its end even after the level is met.
-            tokio::spawn(async move {
-                let r = match node.transport.request(addr, &req).await {
-                    Ok(Response::Ack) => Ok(()),
-                    Ok(Response::Error { message, .. }) => Err(message),
-                    Ok(_) => Err("unexpected reply".to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                let _ = tx.send((id, r)).await;
-            });
-        }
-        drop(tx);
-        while !quorum.reached() && !quorum.impossible() {
+        // Even when the level can no longer be met, the replies already on their way are
+        // awaited (each within the request timeout), so the error reports what really happened.
+        while !quorum.reached() {
             match rx.recv().await {
                 Some((_, Ok(()))) => quorum.ok(),
                 Some((id, Err(reason))) => quorum.fail(&id, reason),
@@ -492,13 +505,12 @@ impl Node {
     }
 
     async fn replica_read(&self, key: Vec<u8>) -> Response {
-        let replica = self.replica.clone();
-        match tokio::task::spawn_blocking(move || replica.read(&key)).await {
-            Ok(Ok(s)) if s == Siblings::default() => Response::Replica { siblings: None },
-            Ok(Ok(s)) => Response::Replica {
-                siblings: Some(ByteBuf::from(s.encode())),
+        // Stored bytes are already the encoded siblings: pass them on without decoding.
+        match self.replica.read_raw(&key) {
+            Ok(None) => Response::Replica { siblings: None },
+            Ok(Some(bytes)) => Response::Replica {
+                siblings: Some(ByteBuf::from(bytes)),
             },
-            Ok(Err(e)) => error(ErrorKind::Internal, e),
             Err(e) => error(ErrorKind::Internal, e),
         }
     }
