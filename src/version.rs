@@ -61,7 +61,7 @@ pub const CLOCK_ENTRIES_MAX: usize = 16;
 pub const TOKEN_CHARS_MAX: usize = 64 * 1024;
 
 /// The format byte that starts every [`Siblings::encode`] output.
-pub const SIBLINGS_FORMAT: u8 = 1;
+pub const SIBLINGS_FORMAT: u8 = 2;
 
 /// What can go wrong with versions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -516,10 +516,39 @@ impl Siblings {
         Ok(())
     }
 
-    /// Encodes the siblings for storage: the format byte [`SIBLINGS_FORMAT`], then CBOR.
+    /// Encodes the siblings for storage and replication: the format byte [`SIBLINGS_FORMAT`],
+    /// then a compact little-endian layout (see `docs/protocol.md`). Every replica read and
+    /// write decodes and encodes siblings, so this is a hand-written format rather than CBOR.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![SIBLINGS_FORMAT];
-        ciborium::into_writer(self, &mut out).expect("siblings always encode to CBOR");
+        let mut out = Vec::with_capacity(
+            16 + self
+                .versions
+                .iter()
+                .map(Version::encoded_hint)
+                .sum::<usize>(),
+        );
+        out.push(SIBLINGS_FORMAT);
+        put_u32(&mut out, self.versions.len() as u32);
+        for v in &self.versions {
+            put_u32(&mut out, v.clock.entries.len() as u32);
+            for (node, e) in &v.clock.entries {
+                put_str(&mut out, node);
+                out.extend_from_slice(&e.counter.to_le_bytes());
+                out.extend_from_slice(&e.timestamp_ms.to_le_bytes());
+            }
+            put_str(&mut out, &v.dot.node);
+            out.extend_from_slice(&v.dot.counter.to_le_bytes());
+            out.extend_from_slice(&v.dot.seen.to_le_bytes());
+            out.extend_from_slice(&v.timestamp_ms.to_le_bytes());
+            match &v.value {
+                None => out.push(0),
+                Some(value) => {
+                    out.push(1);
+                    put_u32(&mut out, value.len() as u32);
+                    out.extend_from_slice(value);
+                }
+            }
+        }
         out
     }
 
@@ -535,7 +564,106 @@ impl Siblings {
                 "unknown format byte {format} (expected {SIBLINGS_FORMAT})"
             )));
         }
-        decode_cbor(body).map_err(|reason| bad(format!("not a set of siblings: {reason}")))
+        let mut r = Reader(body);
+        let versions = (|| {
+            let count = r.u32()? as usize;
+            // Every version takes at least 37 bytes: a count can't promise more than the input.
+            if count > r.0.len() / 37 {
+                return Err(format!("{count} versions can't fit in {} bytes", r.0.len()));
+            }
+            let mut versions = Vec::with_capacity(count);
+            for _ in 0..count {
+                let entries = r.u32()? as usize;
+                let mut clock = VClock::new();
+                for _ in 0..entries {
+                    let node = r.string()?;
+                    let entry = ClockEntry {
+                        counter: r.u64()?,
+                        timestamp_ms: r.u64()?,
+                    };
+                    clock.entries.insert(node, entry);
+                }
+                let dot = Dot {
+                    node: r.string()?,
+                    counter: r.u64()?,
+                    seen: r.u64()?,
+                };
+                let timestamp_ms = r.u64()?;
+                let value = match r.take(1)?[0] {
+                    0 => None,
+                    1 => {
+                        let len = r.u32()? as usize;
+                        Some(r.take(len)?.to_vec())
+                    }
+                    tag => return Err(format!("unknown value tag {tag}")),
+                };
+                versions.push(Version {
+                    clock,
+                    dot,
+                    timestamp_ms,
+                    value,
+                });
+            }
+            if !r.0.is_empty() {
+                return Err(format!("{} trailing bytes", r.0.len()));
+            }
+            Ok(versions)
+        })()
+        .map_err(|reason| bad(format!("not a set of siblings: {reason}")))?;
+        Ok(Siblings { versions })
+    }
+}
+
+impl Version {
+    fn encoded_hint(&self) -> usize {
+        48 + self
+            .clock
+            .entries
+            .keys()
+            .map(|k| k.len() + 20)
+            .sum::<usize>()
+            + self.value.as_ref().map_or(0, Vec::len)
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, n: u32) {
+    out.extend_from_slice(&n.to_le_bytes());
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_u32(out, s.len() as u32);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A bounds-checked reader over encoded siblings.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err(format!("needs {n} more bytes, {} left", self.0.len()));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn string(&mut self) -> Result<String, String> {
+        let len = self.u32()? as usize;
+        String::from_utf8(self.take(len)?.to_vec())
+            .map_err(|_| "a node id is not UTF-8".to_string())
     }
 }
 
@@ -972,16 +1100,17 @@ mod tests {
             other => panic!("expected BadEncoding for {b:?}, got {other:?}"),
         };
         assert!(reason(&[]).contains("empty"));
-        assert!(reason(&[2, 0xa0]).contains("unknown format byte 2"));
-        assert!(reason(&[1]).contains("not a set of siblings"));
-        assert!(reason(&[1, 0xff, 0x00]).contains("not a set of siblings"));
+        assert!(reason(&[1, 0xa0]).contains("unknown format byte 1"));
+        assert!(reason(&[2]).contains("not a set of siblings"));
+        assert!(reason(&[2, 0xff, 0x00]).contains("not a set of siblings"));
         let mut trailing = Siblings::default().encode();
         trailing.push(0);
         assert!(reason(&trailing).contains("trailing"));
-        // A byte string that claims 2^64 - 1 bytes must fail, not allocate.
-        let mut huge = vec![1, 0xa1, 0x68];
-        huge.extend_from_slice(b"versions");
-        huge.extend_from_slice(&[0x9b, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        // A count or length that claims more than the input holds must fail, not allocate.
+        assert!(reason(&[2, 0xff, 0xff, 0xff, 0xff]).contains("can't fit"));
+        let mut huge = put(&Siblings::default(), &VClock::new(), "a", 1, Some(b"v")).encode();
+        let at = huge.len() - 5;
+        huge[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(reason(&huge).contains("not a set of siblings"));
         let mut truncated = put(&Siblings::default(), &VClock::new(), "a", 1, Some(b"v")).encode();
         truncated.pop();
