@@ -158,6 +158,7 @@ impl Client {
             context: context.map(str::to_string),
             consistency,
             lww,
+            forwarded: false,
         };
         match self.request(node, &request).await? {
             (_, Response::Written { context }) => Ok(context),

@@ -50,16 +50,20 @@ pub enum HomeError {
 }
 
 /// `--home` if given, else `$KVCTL_HOME`, else `~/.kvctl`.
+///
+/// The result is absolute, so node processes can be recognized by their `--home` argument
+/// whatever directory a command runs from.
 pub fn resolve(home: Option<&Path>) -> Result<PathBuf, HomeError> {
-    if let Some(h) = home {
-        return Ok(h.to_path_buf());
-    }
-    if let Some(h) = std::env::var_os(HOME_ENV).filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(h));
-    }
-    std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".kvctl"))
-        .ok_or(HomeError::NoHome)
+    let home = match home {
+        Some(h) => h.to_path_buf(),
+        None => match std::env::var_os(HOME_ENV).filter(|h| !h.is_empty()) {
+            Some(h) => PathBuf::from(h),
+            None => std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".kvctl"))
+                .ok_or(HomeError::NoHome)?,
+        },
+    };
+    Ok(std::path::absolute(&home).unwrap_or(home))
 }
 
 pub fn cluster_file(home: &Path) -> PathBuf {

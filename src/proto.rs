@@ -101,6 +101,9 @@ pub enum Request {
         context: Option<String>,
         consistency: Consistency,
         lww: bool,
+        /// Set by a node that handed the write to a replica: it is never handed on again.
+        #[serde(default)]
+        forwarded: bool,
     },
     /// Node to node: the replica's stored versions of a key.
     ReplicaRead { key: ByteBuf },
@@ -210,6 +213,7 @@ mod tests {
             context: Some("ab".into()),
             consistency: Consistency::Quorum,
             lww: false,
+            forwarded: false,
         };
         let bytes = encode(&req);
         assert!(bytes.len() < 1100, "bytes are not encoded one integer each");

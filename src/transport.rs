@@ -12,6 +12,9 @@ use crate::certs::NODE_SERVER_NAME;
 use crate::proto::{self, ProtoError, Request, Response, MESSAGE_BYTES_MAX};
 use crate::tls::{self, Identity, TlsError};
 
+/// How long a node waits for a request to arrive completely on a stream it accepted.
+pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default time a request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -118,15 +121,31 @@ impl Transport {
         addr: SocketAddr,
         request: &Request,
     ) -> Result<Response, TransportError> {
-        let timeout = self.timeout;
+        self.request_with_timeout(addr, request, self.timeout).await
+    }
+
+    /// Like [`Transport::request`] with another timeout.
+    pub async fn request_with_timeout(
+        &self,
+        addr: SocketAddr,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, TransportError> {
         let result = match tokio::time::timeout(timeout, self.request_inner(addr, request)).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout { addr, timeout }),
         };
-        // A failure drops the cached connection, so the next request dials afresh (the peer may
-        // have restarted).
+        // A dead connection is dropped so the next request dials afresh (the peer may have
+        // restarted); a slow request alone does not close a connection others are using.
         if result.is_err() {
-            self.forget(addr);
+            let dead = self
+                .connections
+                .lock()
+                .get(&addr)
+                .is_some_and(|c| c.close_reason().is_some());
+            if dead || matches!(result, Err(TransportError::Connect { .. })) {
+                self.forget(addr);
+            }
         }
         result
     }
@@ -198,7 +217,10 @@ pub async fn serve_stream<F, Fut>(
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
-    let response = match recv.read_to_end(MESSAGE_BYTES_MAX).await {
+    // A peer that opens a stream and never finishes it must not hold the task forever.
+    let read = tokio::time::timeout(STREAM_READ_TIMEOUT, recv.read_to_end(MESSAGE_BYTES_MAX));
+    let Ok(read) = read.await else { return };
+    let response = match read {
         Ok(bytes) => match proto::decode::<Request>(&bytes) {
             Ok(request) => handle(request).await,
             Err(e) => Response::Error {

@@ -63,6 +63,10 @@ pub const TOKEN_CHARS_MAX: usize = 64 * 1024;
 /// The format byte that starts every [`Siblings::encode`] output.
 pub const SIBLINGS_FORMAT: u8 = 2;
 
+/// Largest counter a context token may carry: far beyond any real node's writes, far below
+/// `u64::MAX`, where new dots would saturate and collide.
+pub const COUNTER_MAX: u64 = 1 << 62;
+
 /// What can go wrong with versions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -230,6 +234,13 @@ impl VClock {
             if entry.counter == 0 {
                 return Err(bad(format!(
                     "the clock entry of node {node:?} has counter 0"
+                )));
+            }
+            // A counter near the top would pin the node's next dots (they saturate).
+            if entry.counter > COUNTER_MAX {
+                return Err(bad(format!(
+                    "the clock entry of node {node:?} has counter {} (at most {COUNTER_MAX})",
+                    entry.counter
                 )));
             }
         }

@@ -106,7 +106,10 @@ fn start_node(home: &Path, cluster: &ClusterFile, node: &NodeEntry) -> anyhow::R
         args.push("--seeds".into());
         args.push(seeds.join(","));
     }
-    spawn_detached(&args, &dir.join("node.log"))
+    let pid = spawn_detached(&args, &dir.join("node.log"))?;
+    // Written now so that `cluster down` finds the node even while it is still starting.
+    fs::write(dir.join("node.pid"), pid.to_string())?;
+    Ok(pid)
 }
 
 /// How many nodes see every node up, polled until all do.
@@ -174,9 +177,18 @@ pub async fn up(home: &Path, args: ClusterUpArgs) -> anyhow::Result<()> {
             .expect("a valid template"),
     );
     bar.enable_steady_tick(Duration::from_millis(100));
-    let waited = wait_for_ring(&client, &cluster, &bar).await;
+    // Ctrl-C while waiting stops what was started, as it does later.
+    let waited = tokio::select! {
+        waited = wait_for_ring(&client, &cluster, &bar) => waited,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     bar.finish_and_clear();
-    waited?;
+    if let Err(e) = waited {
+        if !args.detach || e.to_string() == "interrupted" {
+            let _ = down(home);
+        }
+        return Err(e);
+    }
     if started.is_empty() {
         println!("cluster at {} is already running", home.display());
     } else {
@@ -191,14 +203,17 @@ pub async fn up(home: &Path, args: ClusterUpArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // Listen before saying so: a Ctrl-C right after the message must not kill the launcher.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     println!("\nCtrl-C stops the cluster");
-    let _ = tokio::signal::ctrl_c().await;
-    client_close(client).await;
-    down(home)
-}
-
-async fn client_close(client: Client) {
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
     drop(client);
+    down(home)
 }
 
 pub fn down(home: &Path) -> anyhow::Result<()> {

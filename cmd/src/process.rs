@@ -18,11 +18,22 @@ pub fn running_pid(dir: &Path) -> Option<u32> {
     if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
         return None;
     }
-    // Guard against a reused pid: the process must be a node started on this directory.
+    // Guard against a reused pid and against zombies: the process must be a live node started
+    // with exactly `--home <dir>`.
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    if stat
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    {
+        return None;
+    }
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let cmdline = String::from_utf8_lossy(&cmdline);
-    let dir = dir.to_string_lossy();
-    (cmdline.contains("node") && cmdline.contains(dir.as_ref())).then_some(pid)
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    let dir = dir.as_os_str().as_encoded_bytes();
+    let started_here = args.windows(2).any(|w| w[0] == b"--home" && w[1] == dir);
+    let is_node = args.windows(2).any(|w| w[0] == b"node" && w[1] == b"start");
+    (started_here && is_node).then_some(pid)
 }
 
 /// Starts `kvctl <args>` in its own process group (so a Ctrl-C in the terminal reaches only the

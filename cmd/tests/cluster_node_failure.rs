@@ -8,7 +8,7 @@ use common::Cluster;
 
 #[test]
 fn cluster_survives_a_killed_node_and_loses_no_acknowledged_write() {
-    let c = Cluster::up(3, 23400);
+    let c = Cluster::up(3, 3);
     let mut acked = Vec::new();
     for i in 0..30 {
         let (k, v) = (format!("before-{i}"), format!("value-{i}"));

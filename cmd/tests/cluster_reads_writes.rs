@@ -7,7 +7,7 @@ use common::Cluster;
 
 #[test]
 fn cluster_put_and_get_at_every_level_through_every_node() {
-    let c = Cluster::up(3, 23100);
+    let c = Cluster::up(3, 0);
     let status = c.must_json(&["status"]);
     let nodes = status["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
@@ -50,7 +50,7 @@ fn cluster_put_and_get_at_every_level_through_every_node() {
 
 #[test]
 fn cluster_concurrent_puts_become_siblings_and_context_resolves_them() {
-    let c = Cluster::up(3, 23200);
+    let c = Cluster::up(3, 1);
     c.must(&["put", "cart", "apple", "--node", &c.addr(1)]);
     c.must(&["put", "cart", "pear", "--node", &c.addr(2)]);
     let got = c.must_json(&["get", "cart"]);
@@ -77,7 +77,7 @@ fn cluster_concurrent_puts_become_siblings_and_context_resolves_them() {
 
 #[test]
 fn cluster_refuses_oversized_keys_and_values_and_stores_nothing() {
-    let c = Cluster::up(3, 23300);
+    let c = Cluster::up(3, 2);
     let long_key = "k".repeat(4097);
     let out = c.run(&["put", &long_key, "v"]);
     assert!(!out.status.success());

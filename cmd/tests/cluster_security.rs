@@ -21,7 +21,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn cluster_refuses_untrusted_clients_and_survives_garbage() {
-    let c = Cluster::up(3, 23500);
+    let c = Cluster::up(3, 4);
     let addr: SocketAddr = c.addr(1).parse().unwrap();
     let certs_dir = c.home().join("certs");
     let ca_pem = certs::read_cert(&certs_dir, "ca").unwrap();

@@ -6,9 +6,10 @@ use kvctl::engine::{Engine, EngineError, Options, Store};
 use kvctl::version::{Siblings, VersionError};
 use parking_lot::Mutex;
 
-/// Largest encoding of one key's stored versions (all siblings with their clocks). A single
-/// value is at most 16 MiB; this leaves room for a few concurrent ones.
-pub const STORED_VERSIONS_BYTES_MAX: usize = 64 << 20;
+/// Largest encoding of one key's stored versions (all siblings with their clocks): it must fit
+/// in a message, or the key could no longer be read from another replica. One 16 MiB value
+/// fits; concurrent writes beyond this are refused with a clear error.
+pub const STORED_VERSIONS_BYTES_MAX: usize = kvctl::proto::MESSAGE_BYTES_MAX - (512 << 10);
 
 /// Engine options for a node's replica store: the engine's value is a key's encoded siblings.
 pub fn engine_options() -> Options {

@@ -18,6 +18,9 @@ use crate::membership::Membership;
 use crate::quorum::Quorum;
 use crate::replica::Replica;
 
+/// How long a node waits for a replica it handed a write to (which waits for its replicas).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(4);
+
 /// How often a node gossips.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -155,6 +158,7 @@ impl Node {
                 context,
                 consistency,
                 lww,
+                forwarded,
             } => {
                 self.put(
                     key.into_vec(),
@@ -162,6 +166,7 @@ impl Node {
                     context,
                     consistency,
                     lww,
+                    forwarded,
                 )
                 .await
             }
@@ -353,6 +358,7 @@ impl Node {
         context: Option<String>,
         level: Consistency,
         lww: bool,
+        forwarded: bool,
     ) -> Response {
         if let Err(e) = self.check_key(&key) {
             return e;
@@ -381,6 +387,14 @@ impl Node {
             );
         }
         if !replicas.iter().any(|(id, _, _)| *id == self.config.id) {
+            if forwarded {
+                // Two nodes disagree on the ring (a join in progress): don't bounce the write.
+                return error(
+                    ErrorKind::Unavailable,
+                    "this node is not a replica of the key although another node thought so; \
+                     the ring is changing, retry",
+                );
+            }
             return self
                 .forward(
                     replicas,
@@ -390,27 +404,16 @@ impl Node {
                         context: Some(context.to_token()),
                         consistency: level,
                         lww,
+                        forwarded: true,
                     },
                 )
                 .await;
         }
-        // The new version is built from what this node stores, under the key's lock; it goes
-        // out to the other replicas at once, while this node makes it durable too.
+        // The new version is built from what this node stores, under the key's lock, and made
+        // durable here before any other replica sees it: a node must never hand out a dot it
+        // could lose, or it would reuse it.
         let mut quorum = Quorum::new(level, replicas.len());
-        let (tx, mut rx) = mpsc::channel::<(String, Result<(), String>)>(replicas.len());
-        let mut remote = Vec::new();
-        for (id, addr, up) in replicas {
-            if id == self.config.id {
-                continue;
-            }
-            match addr.filter(|_| up) {
-                Some(addr) => remote.push((id, addr)),
-                None => quorum.fail(&id, "down (no recent gossip)"),
-            }
-        }
         let (replica, me, k) = (self.replica.clone(), self.config.id.clone(), key.clone());
-        let (node, runtime, remote_tx) =
-            (self.clone(), tokio::runtime::Handle::current(), tx.clone());
         let now = wall_ms();
         let local = tokio::task::spawn_blocking(move || {
             replica.update(&k, |stored| {
@@ -419,41 +422,49 @@ impl Node {
                 } else {
                     context
                 };
-                let incoming = Siblings::from(new_version_against(
+                Ok(Siblings::from(new_version_against(
                     stored,
                     &context,
                     &me,
                     now,
                     value,
                     CLOCK_ENTRIES_MAX,
-                ));
-                let payload = incoming.encode();
-                for (id, addr) in remote {
-                    let req = Request::ReplicaWrite {
-                        key: ByteBuf::from(k.clone()),
-                        siblings: ByteBuf::from(payload.clone()),
-                    };
-                    let (tx, node) = (remote_tx.clone(), node.clone());
-                    // Each replica write runs to its end even after the level is met.
-                    runtime.spawn(async move {
-                        let r = match node.transport.request(addr, &req).await {
-                            Ok(Response::Ack) => Ok(()),
-                            Ok(Response::Error { message, .. }) => Err(message),
-                            Ok(_) => Err("unexpected reply".to_string()),
-                            Err(e) => Err(e.to_string()),
-                        };
-                        let _ = tx.send((id, r)).await;
-                    });
-                }
-                Ok(incoming)
+                )))
             })
-        });
-        drop(tx);
-        let merged = match local.await {
-            Ok(Ok((_, merged))) => merged,
+        })
+        .await;
+        let incoming = match local {
+            Ok(Ok((incoming, _))) => incoming,
             Ok(Err(e)) => return error(ErrorKind::BadRequest, e),
             Err(e) => return error(ErrorKind::Internal, e),
         };
+        let payload = incoming.encode();
+        let (tx, mut rx) = mpsc::channel::<(String, Result<(), String>)>(replicas.len());
+        for (id, addr, up) in replicas {
+            if id == self.config.id {
+                continue;
+            }
+            let Some(addr) = addr.filter(|_| up) else {
+                quorum.fail(&id, "down (no recent gossip)");
+                continue;
+            };
+            let req = Request::ReplicaWrite {
+                key: ByteBuf::from(key.clone()),
+                siblings: ByteBuf::from(payload.clone()),
+            };
+            let (tx, node) = (tx.clone(), self.clone());
+            // Each replica write runs to its end even after the level is met.
+            tokio::spawn(async move {
+                let r = match node.transport.request(addr, &req).await {
+                    Ok(Response::Ack) => Ok(()),
+                    Ok(Response::Error { message, .. }) => Err(message),
+                    Ok(_) => Err("unexpected reply".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = tx.send((id, r)).await;
+            });
+        }
+        drop(tx);
         quorum.ok();
         // Even when the level can no longer be met, the replies already on their way are
         // awaited (each within the request timeout), so the error reports what really happened.
@@ -473,8 +484,9 @@ impl Node {
                 ),
             );
         }
+        // The context of the new version alone: siblings it did not see stay unseen.
         Response::Written {
-            context: merged.context().to_token(),
+            context: incoming.context().to_token(),
         }
     }
 
@@ -490,9 +502,21 @@ impl Node {
                 reasons.push(format!("{id}: down"));
                 continue;
             };
-            match self.transport.request(addr, &request).await {
+            // The replica waits up to a request timeout for its own replicas: give it longer.
+            match self
+                .transport
+                .request_with_timeout(addr, &request, FORWARD_TIMEOUT)
+                .await
+            {
                 Ok(response) => return response,
-                Err(e) => reasons.push(format!("{id}: {e}")),
+                Err(e @ TransportError::Connect { .. }) => reasons.push(format!("{id}: {e}")),
+                // It may have been applied: trying another replica could write it twice.
+                Err(e) => {
+                    return error(
+                        ErrorKind::Unavailable,
+                        format!("handed the write to {id}, which did not confirm it: {e}"),
+                    )
+                }
             }
         }
         error(
@@ -523,6 +547,10 @@ impl Node {
             Ok(s) => s,
             Err(e) => return error(ErrorKind::BadRequest, e),
         };
+        // Merging is quadratic in versions: refuse an oversized set before doing it.
+        if let Err(e) = incoming.check(kvctl::version::SIBLINGS_MAX) {
+            return error(ErrorKind::BadRequest, e);
+        }
         let replica = self.replica.clone();
         let write = move || {
             replica.merge_write(&key, &incoming, |merged| {

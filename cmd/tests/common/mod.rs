@@ -16,8 +16,10 @@ pub fn kvctl() -> Command {
 }
 
 impl Cluster {
-    /// `kvctl cluster up --detach` with `nodes` nodes from `base_port`.
-    pub fn up(nodes: usize, base_port: u16) -> Cluster {
+    /// `kvctl cluster up --detach` with `nodes` nodes. `slot` (0..10) keeps the tests of one
+    /// binary apart; the process id keeps concurrent runs apart.
+    pub fn up(nodes: usize, slot: u16) -> Cluster {
+        let base_port = 20_000 + (std::process::id() % 400) as u16 * 100 + slot * 10;
         let home = tempfile::tempdir().expect("temp dir");
         let cluster = Cluster {
             home,
@@ -113,13 +115,14 @@ impl Cluster {
             .status()
             .expect("kill");
         assert!(status.success());
-        // Wait until it is gone.
-        for _ in 0..100 {
+        // Wait until it is gone (a detached node is reaped by init at once).
+        for _ in 0..250 {
             if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        panic!("node {node} (pid {pid}) is still there 5 s after SIGKILL");
     }
 }
 
