@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::membership::Membership;
 use crate::quorum::Quorum;
-use crate::replica::Replica;
+use crate::replica::{Replica, ReplicaError};
 
 /// How long a node waits for a replica it handed a write to (which waits for its replicas).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(4);
@@ -117,6 +117,7 @@ impl Node {
         }
         gossip.abort();
         transport.close().await;
+        node.replica.close();
         engine.close()?;
         Ok(())
     }
@@ -329,13 +330,8 @@ impl Node {
         tokio::spawn(async move {
             for id in stale {
                 if id == node.config.id {
-                    let (replica, key, merged) =
-                        (node.replica.clone(), key.clone(), Siblings::decode(&bytes));
-                    if let Ok(merged) = merged {
-                        let _ = tokio::task::spawn_blocking(move || {
-                            replica.merge_write(&key, &merged, |_| Ok(()))
-                        })
-                        .await;
+                    if let Ok(merged) = Siblings::decode(&bytes) {
+                        let _ = node.replica.merge_write(&key, merged).await;
                     }
                     continue;
                 }
@@ -409,14 +405,15 @@ impl Node {
                 )
                 .await;
         }
-        // The new version is built from what this node stores, under the key's lock, and made
-        // durable here before any other replica sees it: a node must never hand out a dot it
-        // could lose, or it would reuse it.
+        // The new version is built from what this node stores (by the replica's one writer, so
+        // no other write to the key slips in between) and made durable here before any other
+        // replica sees it: a node must never hand out a dot it could lose, or it would reuse it.
         let mut quorum = Quorum::new(level, replicas.len());
-        let (replica, me, k) = (self.replica.clone(), self.config.id.clone(), key.clone());
+        let me = self.config.id.clone();
         let now = wall_ms();
-        let local = tokio::task::spawn_blocking(move || {
-            replica.update(&k, |stored| {
+        let local = self
+            .replica
+            .update(&key, move |stored| {
                 let context = if lww {
                     stored.context().merge(&context)
                 } else {
@@ -431,11 +428,12 @@ impl Node {
                     CLOCK_ENTRIES_MAX,
                 )))
             })
-        })
-        .await;
+            .await;
         let incoming = match local {
-            Ok(Ok((incoming, _))) => incoming,
-            Ok(Err(e)) => return error(ErrorKind::BadRequest, e),
+            Ok((incoming, _)) => incoming,
+            Err(e @ (ReplicaError::Version(_) | ReplicaError::TooLarge { .. })) => {
+                return error(ErrorKind::BadRequest, e)
+            }
             Err(e) => return error(ErrorKind::Internal, e),
         };
         let payload = incoming.encode();
@@ -551,15 +549,11 @@ impl Node {
         if let Err(e) = incoming.check(kvctl::version::SIBLINGS_MAX) {
             return error(ErrorKind::BadRequest, e);
         }
-        let replica = self.replica.clone();
-        let write = move || {
-            replica.merge_write(&key, &incoming, |merged| {
-                merged.check(kvctl::version::SIBLINGS_MAX)
-            })
-        };
-        match tokio::task::spawn_blocking(write).await {
-            Ok(Ok(_)) => Response::Ack,
-            Ok(Err(e)) => error(ErrorKind::Internal, e),
+        match self.replica.merge_write(&key, incoming).await {
+            Ok(_) => Response::Ack,
+            Err(e @ (ReplicaError::Version(_) | ReplicaError::TooLarge { .. })) => {
+                error(ErrorKind::BadRequest, e)
+            }
             Err(e) => error(ErrorKind::Internal, e),
         }
     }
