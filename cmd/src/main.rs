@@ -89,7 +89,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Put(args) => runtime()?.block_on(kv::put(&home()?, args))?,
         Command::Delete(args) => runtime()?.block_on(kv::delete(&home()?, args))?,
-        Command::Bench(args) => runtime()?.block_on(bench::run(&home()?, args))?,
+        // One thread drives the requests in flight: it shares the machine with the nodes.
+        Command::Bench(args) => node_runtime(Some(1))?.block_on(bench::run(&home()?, args))?,
     }
     Ok(ExitCode::SUCCESS)
 }
