@@ -91,6 +91,26 @@ fn transport() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// The DER encoding of the serverAuth extended key usage (1.3.6.1.5.5.7.3.1).
+const SERVER_AUTH_OID_DER: &[u8] = &[0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+
+/// Whether the peer of an accepted connection presented a *node* certificate. The handshake
+/// already proved the certificate comes from the cluster CA, and the CA gives the serverAuth
+/// usage only to nodes (clients get clientAuth alone), so its presence marks a node.
+pub fn peer_is_node(conn: &quinn::Connection) -> bool {
+    let Some(identity) = conn.peer_identity() else {
+        return false;
+    };
+    let Ok(chain) = identity.downcast::<Vec<CertificateDer<'static>>>() else {
+        return false;
+    };
+    chain.first().is_some_and(|leaf| {
+        leaf.as_ref()
+            .windows(SERVER_AUTH_OID_DER.len())
+            .any(|w| w == SERVER_AUTH_OID_DER)
+    })
+}
+
 /// A node's server side: presents its certificate, requires a client certificate from the CA.
 pub fn server_config(id: &Identity) -> Result<quinn::ServerConfig, TlsError> {
     let verifier =

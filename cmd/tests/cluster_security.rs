@@ -101,6 +101,24 @@ fn cluster_refuses_untrusted_clients_and_survives_garbage() {
                 other => panic!("garbage got {other:?}"),
             }
         }
+        // A client certificate may not speak for a node.
+        for request in [
+            kvctl::proto::Request::Gossip { members: vec![] },
+            kvctl::proto::Request::ReplicaWrite {
+                key: serde_bytes::ByteBuf::from(b"k".to_vec()),
+                siblings: serde_bytes::ByteBuf::from(vec![2, 0, 0, 0, 0]),
+            },
+        ] {
+            match transport.request(addr, &request).await.unwrap() {
+                Response::Error {
+                    kind: ErrorKind::BadRequest,
+                    message,
+                } => {
+                    assert!(message.contains("node certificate"), "{message}")
+                }
+                other => panic!("a client certificate got {other:?}"),
+            }
+        }
         let client = Client::new(&identity, vec![addr]).unwrap();
         let (_, members) = client.status(Some(addr)).await.unwrap();
         assert_eq!(members.len(), 3);

@@ -104,10 +104,11 @@ impl Node {
                     tokio::spawn(async move {
                         // A failed handshake (no certificate, another CA) ends here.
                         let Ok(conn) = incoming.await else { return };
+                        let from_node = kvctl::tls::peer_is_node(&conn);
                         while let Ok((send, recv)) = conn.accept_bi().await {
                             let node = node.clone();
                             tokio::spawn(async move {
-                                serve_stream(send, recv, |req| node.handle(req)).await;
+                                serve_stream(send, recv, |req| node.handle(req, from_node)).await;
                             });
                         }
                     });
@@ -150,7 +151,23 @@ impl Node {
         }
     }
 
-    async fn handle(self: Arc<Self>, request: Request) -> Response {
+    async fn handle(self: Arc<Self>, request: Request, from_node: bool) -> Response {
+        let node_only = matches!(
+            request,
+            Request::ReplicaRead { .. } | Request::ReplicaWrite { .. } | Request::Gossip { .. }
+        ) || matches!(
+            request,
+            Request::Put {
+                forwarded: true,
+                ..
+            }
+        );
+        if node_only && !from_node {
+            return error(
+                ErrorKind::BadRequest,
+                "node-to-node requests need a node certificate; this is a client certificate",
+            );
+        }
         match request {
             Request::Get { key, consistency } => self.get(key.into_vec(), consistency).await,
             Request::Put {
