@@ -113,19 +113,24 @@ fn present(engine: &Engine, n: u32) -> u32 {
     count
 }
 
+/// The one WAL segment that holds records, and its bytes.
+fn must_read_wal(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let segments = files_with_suffix(&dir.join("wal"), ".log");
+    let segment = segments
+        .into_iter()
+        .find(|p| fs::metadata(p).unwrap().len() > 0)
+        .unwrap();
+    let bytes = fs::read(&segment).unwrap();
+    (segment, bytes)
+}
+
 /// Cutting the WAL at every byte offset of its last records recovers exactly the records
 /// complete before the cut.
 #[test]
 fn engine_torn_wal_recovers_exactly_the_complete_records() {
     let n = 30;
     let dir = must_write_records(n);
-    let segments = files_with_suffix(&dir.path().join("wal"), ".log");
-    let segment = segments
-        .iter()
-        .find(|p| fs::metadata(p).unwrap().len() > 0)
-        .unwrap()
-        .clone();
-    let bytes = fs::read(&segment).unwrap();
+    let (segment, bytes) = must_read_wal(dir.path());
     // Each record holds one put of a 5-byte key: 20 header + 4 count + 1 kind + 4 + 5 + 4 + value.
     let mut ends = Vec::new();
     let mut at = 0;
@@ -154,13 +159,7 @@ fn engine_torn_wal_recovers_exactly_the_complete_records() {
 fn engine_bit_flipped_wal_gives_prefix_or_named_error() {
     let n = 30;
     let dir = must_write_records(n);
-    let segments = files_with_suffix(&dir.path().join("wal"), ".log");
-    let segment = segments
-        .iter()
-        .find(|p| fs::metadata(p).unwrap().len() > 0)
-        .unwrap()
-        .clone();
-    let bytes = fs::read(&segment).unwrap();
+    let (segment, bytes) = must_read_wal(dir.path());
     let copy_root = tempfile::tempdir().unwrap();
     let mut errors = 0;
     for trial in 0..60u64 {
