@@ -172,8 +172,10 @@ fn write_rounds(engine: &Engine, jobs: mpsc::Receiver<(Vec<u8>, Job)>) {
         let mut round: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         let mut waiting = Vec::new();
         let mut bytes = 0;
+        let mut taken = 0;
         let mut next = Some(first);
         while let Some((key, job)) = next.take() {
+            taken += 1;
             let stored = match round.get(&key) {
                 Some(encoded) => Siblings::decode(encoded).map_err(ReplicaError::from),
                 None => read(engine, &key),
@@ -185,13 +187,15 @@ fn write_rounds(engine: &Engine, jobs: mpsc::Receiver<(Vec<u8>, Job)>) {
                     Err(())
                 }
             };
-            if let Ok((merged, done)) = outcome {
-                let encoded = merged.encode();
-                bytes += encoded.len();
+            if let Ok((encoded, done)) = outcome {
+                // Counted as the batch will count it (key, value and framing), so a round
+                // never outgrows `batch_bytes_max`.
+                bytes += key.len() + encoded.len() + 9;
                 round.insert(key, encoded);
                 waiting.push(done);
             }
-            if bytes < ROUND_BYTES_MAX && waiting.len() < ROUND_WRITES_MAX {
+            // Failed jobs count too: a stream of them must not hold the round's fsync back.
+            if bytes < ROUND_BYTES_MAX && taken < ROUND_WRITES_MAX {
                 next = jobs.try_recv().ok();
             }
         }
@@ -224,24 +228,24 @@ fn fail(job: Job, e: ReplicaError) {
 }
 
 /// Applies one job to the stored versions. A job that fails is answered here (and written
-/// nowhere); one that succeeds waits for the round.
-fn apply(stored: &Siblings, job: Job) -> Result<(Siblings, Done), ()> {
-    let check = |merged: &Siblings| -> Result<(), ReplicaError> {
+/// nowhere); one that succeeds returns the key's new encoding and waits for the round.
+fn apply(stored: &Siblings, job: Job) -> Result<(Vec<u8>, Done), ()> {
+    let check = |merged: &Siblings| -> Result<Vec<u8>, ReplicaError> {
         merged.check(SIBLINGS_MAX)?;
-        let len = merged.encode().len();
-        if len > STORED_VERSIONS_BYTES_MAX {
+        let encoded = merged.encode();
+        if encoded.len() > STORED_VERSIONS_BYTES_MAX {
             return Err(ReplicaError::TooLarge {
-                len,
+                len: encoded.len(),
                 max: STORED_VERSIONS_BYTES_MAX,
             });
         }
-        Ok(())
+        Ok(encoded)
     };
     match job {
         Job::Merge { incoming, reply } => {
             let merged = stored.merge(&incoming);
             match check(&merged) {
-                Ok(()) => Ok((merged.clone(), Done::Merge(reply, merged))),
+                Ok(encoded) => Ok((encoded, Done::Merge(reply, merged))),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                     Err(())
@@ -252,11 +256,11 @@ fn apply(stored: &Siblings, job: Job) -> Result<(Siblings, Done), ()> {
             let made = make(stored).map_err(ReplicaError::from);
             let outcome = made.and_then(|incoming| {
                 let merged = stored.merge(&incoming);
-                check(&merged).map(|()| (incoming, merged))
+                check(&merged).map(|encoded| (encoded, incoming, merged))
             });
             match outcome {
-                Ok((incoming, merged)) => {
-                    Ok((merged.clone(), Done::Update(reply, incoming, merged)))
+                Ok((encoded, incoming, merged)) => {
+                    Ok((encoded, Done::Update(reply, incoming, merged)))
                 }
                 Err(e) => {
                     let _ = reply.send(Err(e));

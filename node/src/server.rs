@@ -118,7 +118,9 @@ impl Node {
         }
         gossip.abort();
         transport.close().await;
-        node.replica.close();
+        // Joining the writer waits for its last round: not on a runtime thread.
+        let replica = node.replica.clone();
+        let _ = tokio::task::spawn_blocking(move || replica.close()).await;
         engine.close()?;
         Ok(())
     }
