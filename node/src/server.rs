@@ -57,6 +57,15 @@ fn error(kind: ErrorKind, message: impl std::fmt::Display) -> Response {
     }
 }
 
+/// A refused write (too many siblings, too large, a bad context) is the request's fault; a
+/// storage failure is the node's.
+fn replica_error(e: ReplicaError) -> Response {
+    match e {
+        ReplicaError::Version(_) | ReplicaError::TooLarge { .. } => error(ErrorKind::BadRequest, e),
+        e => error(ErrorKind::Internal, e),
+    }
+}
+
 pub struct Node {
     config: NodeConfig,
     replica: Arc<Replica>,
@@ -450,10 +459,7 @@ impl Node {
             .await;
         let incoming = match local {
             Ok((incoming, _)) => incoming,
-            Err(e @ (ReplicaError::Version(_) | ReplicaError::TooLarge { .. })) => {
-                return error(ErrorKind::BadRequest, e)
-            }
-            Err(e) => return error(ErrorKind::Internal, e),
+            Err(e) => return replica_error(e),
         };
         let payload = incoming.encode();
         let (tx, mut rx) = mpsc::channel::<(String, Result<(), String>)>(replicas.len());
@@ -570,10 +576,7 @@ impl Node {
         }
         match self.replica.merge_write(&key, incoming).await {
             Ok(_) => Response::Ack,
-            Err(e @ (ReplicaError::Version(_) | ReplicaError::TooLarge { .. })) => {
-                error(ErrorKind::BadRequest, e)
-            }
-            Err(e) => error(ErrorKind::Internal, e),
+            Err(e) => replica_error(e),
         }
     }
 }
