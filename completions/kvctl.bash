@@ -982,7 +982,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__node__subcmd__start)
-            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --home --help --version"
+            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --sync-rate-max --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1009,6 +1009,10 @@ _kvctl() {
                     return 0
                     ;;
                 --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sync-rate-max)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

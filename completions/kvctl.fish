@@ -49,6 +49,7 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcom
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l vnodes -d 'Virtual nodes (tokens) to take on first start' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l replication -d 'Replicas per key (N)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l threads -d 'Threads serving requests (default: one per core)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l sync-rate-max -d 'Most WAL fsyncs a second the node\'s writer makes, on average: under load, writes wait a little and share an fsync. For disks that stall when flushed too often; 0: no limit' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'

@@ -14,7 +14,7 @@ use crate::certs;
 use crate::home::{self, HomeError};
 use crate::proto::{Consistency, ErrorKind, MemberView, Request, Response};
 use crate::tls::{Identity, TlsError};
-use crate::transport::{Transport, TransportError, REQUEST_TIMEOUT};
+use crate::transport::{size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
 
 /// A client waits longer than a coordinator waits for its replicas (the request timeout), so
 /// that a coordinator's "not enough replicas" answer arrives before the client gives up.
@@ -86,14 +86,34 @@ impl Client {
         node: Option<SocketAddr>,
         request: &Request,
     ) -> Result<(SocketAddr, Response), ClientError> {
+        self.request_longer(node, request, Duration::ZERO).await
+    }
+
+    /// [`Client::request`], waiting `extra` longer than the client timeout for each node.
+    async fn request_longer(
+        &self,
+        node: Option<SocketAddr>,
+        request: &Request,
+        extra: Duration,
+    ) -> Result<(SocketAddr, Response), ClientError> {
+        let timeout = CLIENT_TIMEOUT + extra;
         if let Some(addr) = node {
-            return Ok((addr, self.transport.request(addr, request).await?));
+            return Ok((
+                addr,
+                self.transport
+                    .request_with_timeout(addr, request, timeout)
+                    .await?,
+            ));
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut failures = Vec::new();
         for i in 0..self.nodes.len() {
             let addr = self.nodes[(start + i) % self.nodes.len()];
-            match self.transport.request(addr, request).await {
+            match self
+                .transport
+                .request_with_timeout(addr, request, timeout)
+                .await
+            {
                 Ok(response) => return Ok((addr, response)),
                 Err(e) => failures.push(e.to_string()),
             }
@@ -160,7 +180,9 @@ impl Client {
             lww,
             forwarded: false,
         };
-        match self.request(node, &request).await? {
+        // The value may be handed on twice (to a replica, then to the others) before the reply.
+        let extra = size_allowance(value.map_or(0, <[u8]>::len)) * 3;
+        match self.request_longer(node, &request, extra).await? {
             (_, Response::Written { context }) => Ok(context),
             (addr, other) => Err(Self::refused(other, addr)),
         }

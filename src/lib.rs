@@ -10,6 +10,7 @@
 
 pub mod certs;
 pub mod client;
+pub mod durable_file;
 pub mod engine;
 pub mod home;
 pub mod proto;

@@ -18,6 +18,15 @@ pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Extra time a request carrying a large value may take, per MiB of the value: replicas must
+/// move it, merge it and fsync it.
+pub const TIMEOUT_PER_MIB: Duration = Duration::from_millis(250);
+
+/// How much longer than its timeout a request carrying `bytes` of value may take.
+pub fn size_allowance(bytes: usize) -> Duration {
+    TIMEOUT_PER_MIB * (bytes >> 20) as u32
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {

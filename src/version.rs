@@ -39,8 +39,10 @@
 //!   that replica returns `{A: 2}` and a put with that context supersedes `A:1` unseen. Quorum
 //!   reads that merge several replicas make this unlikely; the full fix would be a dotted
 //!   version vector set in the token.
-//! - The coordinator must be a replica of the key and hold its own earlier writes, or it may
-//!   reuse a dot; two versions with the same history are deduplicated (one is kept).
+//! - The coordinator must be a replica of the key and hold its own earlier writes since it last
+//!   started, or it may reuse a dot; two versions with the same history are deduplicated (one
+//!   is kept). Writes from before its start are covered by the `counter_floor` of
+//!   [`new_version_against`], which a node takes from a durable lease.
 //! - Pruning ([`VClock::prune`]) drops the oldest entries of a clock to bound its size. A pruned
 //!   version never loses a concurrent write, since it still carries its fresh dot, but it may
 //!   fail to supersede versions it did see, which then show up as extra siblings.
@@ -367,6 +369,7 @@ pub fn new_version(
         &Siblings::default(),
         context,
         node,
+        0,
         now_ms,
         value,
         clock_entries_max,
@@ -377,7 +380,9 @@ pub fn new_version(
 /// with the causal context `context` sent by the client (empty for a write without context).
 ///
 /// The new version's dot is `node:n` with `n` one above the highest counter of `node` in the
-/// context and in every stored sibling, so it is an event no other version has; the dot
+/// context and in every stored sibling, and above `counter_floor` (a bound on every counter
+/// `node` handed out before it last started, which it may no longer store), so it is an event
+/// no other version has; the dot
 /// records the context's counter for `node` as `seen`. The clock keeps the other entries of the
 /// context, so the version supersedes exactly what the client's get saw, and nothing written
 /// concurrently, even at the same node (see the module documentation). The clock is pruned to
@@ -386,6 +391,7 @@ pub fn new_version_against(
     stored: &Siblings,
     context: &VClock,
     node: &str,
+    counter_floor: u64,
     now_ms: u64,
     value: Option<Vec<u8>>,
     clock_entries_max: usize,
@@ -400,7 +406,7 @@ pub fn new_version_against(
         })
         .max()
         .unwrap_or(0);
-    let counter = seen.max(stored_max).saturating_add(1);
+    let counter = seen.max(stored_max).max(counter_floor).saturating_add(1);
     let mut clock = context.clone();
     clock.entries.insert(
         node.to_owned(),
@@ -820,6 +826,7 @@ mod tests {
             stored,
             context,
             node,
+            0,
             now_ms,
             value.map(<[u8]>::to_vec),
             CLOCK_ENTRIES_MAX,
@@ -959,6 +966,39 @@ mod tests {
         let v2 = new_version(&VClock::new(), "a", 2, Some(b"v2".to_vec()), 16);
         assert!(v1.descends(&v2) && v2.descends(&v1));
         assert_eq!(Siblings::from(v1).merge(&Siblings::from(v2)).len(), 1);
+    }
+
+    /// A coordinator that lost a write it had already sent out (a crash before its own copy was
+    /// durable) must not hand that dot out again: dots above the counter floor stay distinct
+    /// from everything handed out before, and a later context still supersedes both.
+    #[test]
+    fn counter_floor_keeps_dots_lost_by_the_coordinator_distinct() {
+        let floor = 1 << 32;
+        let lost = new_version_against(
+            &Siblings::default(),
+            &VClock::new(),
+            "a",
+            0,
+            1,
+            Some(b"lost".to_vec()),
+            16,
+        );
+        // Restarted without `lost`, A writes again: same stored state, higher floor.
+        let again = new_version_against(
+            &Siblings::default(),
+            &VClock::new(),
+            "a",
+            floor,
+            2,
+            Some(b"again".to_vec()),
+            16,
+        );
+        assert_eq!(lost.dot.counter, 1);
+        assert_eq!(again.dot.counter, floor + 1);
+        let both = Siblings::from(lost).merge(&Siblings::from(again));
+        assert_eq!(both.len(), 2, "siblings, not one write taken for the other");
+        let next = put(&both, &both.context(), "a", 3, Some(b"next"));
+        assert_eq!(sorted_values(&next), [b"next".as_slice()]);
     }
 
     #[test]

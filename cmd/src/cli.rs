@@ -79,6 +79,11 @@ pub struct NodeStartArgs {
     /// Threads serving requests (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Most WAL fsyncs a second the node's writer makes, on average: under load, writes wait
+    /// a little and share an fsync. For disks that stall when flushed too often; 0: no limit.
+    #[arg(long, value_name = "N", env = "KVCTL_SYNC_RATE_MAX",
+          default_value_t = kvctl_node::replica::SYNC_RATE_DEFAULT)]
+    pub sync_rate_max: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,6 @@
 //! `kvctl node start`: one node in the foreground.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use kvctl::proto::{Request, Response};
 use kvctl::ring::{allocate_tokens, Ring};
 use kvctl::tls::Identity;
 use kvctl::transport::Transport;
+use kvctl_node::lease::DotLease;
 use kvctl_node::{Node, NodeConfig};
 
 use crate::cli::NodeStartArgs;
@@ -27,12 +27,8 @@ pub fn identity(dir: &Path) -> anyhow::Result<Identity> {
 }
 
 fn write_durably(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    kvctl::durable_file::write(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The node's tokens: kept from an earlier start, else chosen against the ring the seeds
@@ -129,6 +125,8 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
                 dir.join("data").display()
             )
         })?;
+    let lease_path = dir.join("dot-lease");
+    let lease = DotLease::open(&lease_path)?;
     let pid_path = dir.join("node.pid");
     write_durably(&pid_path, &std::process::id().to_string())?;
     println!(
@@ -145,8 +143,9 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         replication: args.replication,
         tokens,
         limits: Limits::default(),
+        sync_rate_max: args.sync_rate_max,
     };
-    let result = Node::run(config, &identity, engine, shutdown_signal()).await;
+    let result = Node::run(config, &identity, engine, lease, shutdown_signal()).await;
     let _ = fs::remove_file(&pid_path);
     result?;
     println!("node {id} stopped");

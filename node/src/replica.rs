@@ -5,15 +5,28 @@
 //! stored (or into what an earlier write of the same round left), and makes the round durable
 //! with one engine batch: one WAL append and one fsync for many writes, and no read-merge-write
 //! races between writes to one key, since one thread does them in order.
+//!
+//! Rounds are paced by a [`SyncPacer`]: under load, writes wait a little and share the next
+//! round's fsync, so a node's fsyncs per second stay bounded (many disks, cloud volumes above
+//! all, throttle flushes, and a throttled disk stalls every write).
+//!
+//! A coordinator's write is handed back as soon as its new version is made ([`Prepared`]), so
+//! the coordinator can send it to the other replicas while the round becomes durable here; the
+//! dots it carries come above the [`DotLease`]'s floor, so a crash in between cannot make this
+//! node hand the same dot out twice.
 
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use kvctl::engine::{Engine, EngineError, Options, Store, WriteBatch};
 use kvctl::version::{Siblings, VersionError, SIBLINGS_MAX};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
+
+use crate::lease::{DotLease, LeaseError};
+use crate::pacer::SyncPacer;
 
 /// Largest encoding of one key's stored versions (all siblings with their clocks): it must fit
 /// in a message, or the key could no longer be read from another replica. One 16 MiB value
@@ -24,6 +37,9 @@ pub const STORED_VERSIONS_BYTES_MAX: usize = kvctl::proto::MESSAGE_BYTES_MAX - (
 const ROUND_BYTES_MAX: usize = 16 << 20;
 /// At most this many writes share a round.
 const ROUND_WRITES_MAX: usize = 512;
+
+/// Default most durable rounds (fsyncs) a second a node's writer starts, on average.
+pub const SYNC_RATE_DEFAULT: u32 = 1000;
 
 /// Engine options for a node's replica store: the engine's value is a key's encoded siblings,
 /// and a round's batch holds up to `ROUND_BYTES_MAX` plus one more key.
@@ -43,11 +59,14 @@ pub enum ReplicaError {
     Version(#[from] VersionError),
     #[error("the versions of the key would take {len} bytes, over the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
+    #[error("{0}")]
+    Lease(Arc<LeaseError>),
     #[error("the replica is shutting down")]
     Closed,
 }
 
-type Make = Box<dyn FnOnce(&Siblings) -> Result<Siblings, VersionError> + Send>;
+/// Builds a coordinator's new versions from what is stored and the dot counter floor.
+type Make = Box<dyn FnOnce(&Siblings, u64) -> Result<Siblings, VersionError> + Send>;
 type Jobs = mpsc::Sender<(Vec<u8>, Job)>;
 
 enum Job {
@@ -59,8 +78,15 @@ enum Job {
     /// Build new versions from what is stored (a coordinator's write) and merge them.
     Update {
         make: Make,
-        reply: oneshot::Sender<Result<(Siblings, Siblings), ReplicaError>>,
+        prepared: oneshot::Sender<Result<Prepared, ReplicaError>>,
     },
+}
+
+/// A coordinator's write as the writer made it: the new versions, ready to be sent to the other
+/// replicas now, and this replica's copy, which is durable when `durable` says so.
+pub struct Prepared {
+    pub incoming: Siblings,
+    pub durable: oneshot::Receiver<Result<(), ReplicaError>>,
 }
 
 pub struct Replica {
@@ -70,12 +96,14 @@ pub struct Replica {
 }
 
 impl Replica {
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// A replica over `engine`, handing out dots under `lease`, its durable rounds paced by
+    /// `pacer`.
+    pub fn new(engine: Arc<Engine>, mut lease: DotLease, mut pacer: SyncPacer) -> Self {
         let (tx, rx) = mpsc::channel();
         let writer_engine = engine.clone();
         let writer = std::thread::Builder::new()
             .name("kvctl-replica-writer".into())
-            .spawn(move || write_rounds(&writer_engine, rx))
+            .spawn(move || write_rounds(&writer_engine, &mut lease, &mut pacer, rx))
             .expect("the replica writer thread starts");
         Replica {
             engine,
@@ -116,22 +144,23 @@ impl Replica {
         done.await.map_err(|_| ReplicaError::Closed)?
     }
 
-    /// Builds new versions from what is stored for `key` with `make`, merges and makes them
-    /// durable. Returns (the new versions, everything now stored).
+    /// Builds new versions from what is stored for `key` with `make` (given the stored
+    /// versions and the floor new dot counters must be above), merges them and makes them
+    /// durable. Returns as soon as the new versions are made, before they are durable here.
     pub async fn update(
         &self,
         key: &[u8],
-        make: impl FnOnce(&Siblings) -> Result<Siblings, VersionError> + Send + 'static,
-    ) -> Result<(Siblings, Siblings), ReplicaError> {
-        let (reply, done) = oneshot::channel();
+        make: impl FnOnce(&Siblings, u64) -> Result<Siblings, VersionError> + Send + 'static,
+    ) -> Result<Prepared, ReplicaError> {
+        let (prepared, made) = oneshot::channel();
         self.submit(
             key,
             Job::Update {
                 make: Box::new(make),
-                reply,
+                prepared,
             },
         )?;
-        done.await.map_err(|_| ReplicaError::Closed)?
+        made.await.map_err(|_| ReplicaError::Closed)?
     }
 
     /// Stops taking writes and waits for the writer to finish the writes already taken.
@@ -159,15 +188,21 @@ fn read(engine: &Engine, key: &[u8]) -> Result<Siblings, ReplicaError> {
 /// A write taken into the current round, waiting for the round to be durable.
 enum Done {
     Merge(oneshot::Sender<Result<Siblings, ReplicaError>>, Siblings),
-    Update(
-        oneshot::Sender<Result<(Siblings, Siblings), ReplicaError>>,
-        Siblings,
-        Siblings,
-    ),
+    Update(oneshot::Sender<Result<(), ReplicaError>>),
 }
 
-fn write_rounds(engine: &Engine, jobs: mpsc::Receiver<(Vec<u8>, Job)>) {
+fn write_rounds(
+    engine: &Engine,
+    lease: &mut DotLease,
+    pacer: &mut SyncPacer,
+    jobs: mpsc::Receiver<(Vec<u8>, Job)>,
+) {
     while let Ok(first) = jobs.recv() {
+        // Writes that come while the round waits for its turn join it.
+        let wait = pacer.take(Instant::now());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
         // This round's state of every key it wrote, and what waits for the round's fsync.
         let mut round: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         let mut waiting = Vec::new();
@@ -181,7 +216,7 @@ fn write_rounds(engine: &Engine, jobs: mpsc::Receiver<(Vec<u8>, Job)>) {
                 None => read(engine, &key),
             };
             let outcome = match stored {
-                Ok(stored) => apply(&stored, job),
+                Ok(stored) => apply(&stored, lease, job),
                 Err(e) => {
                     fail(job, e);
                     Err(())
@@ -210,11 +245,9 @@ fn write_rounds(engine: &Engine, jobs: mpsc::Receiver<(Vec<u8>, Job)>) {
         for done in waiting {
             match (done, &result) {
                 (Done::Merge(reply, merged), Ok(())) => drop(reply.send(Ok(merged))),
-                (Done::Update(reply, incoming, merged), Ok(())) => {
-                    drop(reply.send(Ok((incoming, merged))))
-                }
+                (Done::Update(durable), Ok(())) => drop(durable.send(Ok(()))),
                 (Done::Merge(reply, _), Err(e)) => drop(reply.send(Err(e.clone()))),
-                (Done::Update(reply, _, _), Err(e)) => drop(reply.send(Err(e.clone()))),
+                (Done::Update(durable), Err(e)) => drop(durable.send(Err(e.clone()))),
             }
         }
     }
@@ -223,13 +256,14 @@ fn write_rounds(engine: &Engine, jobs: mpsc::Receiver<(Vec<u8>, Job)>) {
 fn fail(job: Job, e: ReplicaError) {
     match job {
         Job::Merge { reply, .. } => drop(reply.send(Err(e))),
-        Job::Update { reply, .. } => drop(reply.send(Err(e))),
+        Job::Update { prepared, .. } => drop(prepared.send(Err(e))),
     }
 }
 
 /// Applies one job to the stored versions. A job that fails is answered here (and written
-/// nowhere); one that succeeds returns the key's new encoding and waits for the round.
-fn apply(stored: &Siblings, job: Job) -> Result<(Vec<u8>, Done), ()> {
+/// nowhere); one that succeeds returns the key's new encoding and waits for the round. A
+/// coordinator's new versions are handed back at once, their dots covered by the lease.
+fn apply(stored: &Siblings, lease: &mut DotLease, job: Job) -> Result<(Vec<u8>, Done), ()> {
     let check = |merged: &Siblings| -> Result<Vec<u8>, ReplicaError> {
         merged.check(SIBLINGS_MAX)?;
         let encoded = merged.encode();
@@ -252,18 +286,24 @@ fn apply(stored: &Siblings, job: Job) -> Result<(Vec<u8>, Done), ()> {
                 }
             }
         }
-        Job::Update { make, reply } => {
-            let made = make(stored).map_err(ReplicaError::from);
+        Job::Update { make, prepared } => {
+            let made = make(stored, lease.floor()).map_err(ReplicaError::from);
             let outcome = made.and_then(|incoming| {
+                let counter = incoming.versions.iter().map(|v| v.dot.counter).max();
+                lease
+                    .cover(counter.unwrap_or(0))
+                    .map_err(|e| ReplicaError::Lease(Arc::new(e)))?;
                 let merged = stored.merge(&incoming);
-                check(&merged).map(|encoded| (encoded, incoming, merged))
+                check(&merged).map(|encoded| (encoded, incoming))
             });
             match outcome {
-                Ok((encoded, incoming, merged)) => {
-                    Ok((encoded, Done::Update(reply, incoming, merged)))
+                Ok((encoded, incoming)) => {
+                    let (durable_tx, durable) = oneshot::channel();
+                    let _ = prepared.send(Ok(Prepared { incoming, durable }));
+                    Ok((encoded, Done::Update(durable_tx)))
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(e));
+                    let _ = prepared.send(Err(e));
                     Err(())
                 }
             }
@@ -289,7 +329,8 @@ mod tests {
             ..engine_options()
         };
         let engine = Arc::new(Engine::open(dir.path(), options).unwrap());
-        let replica = Arc::new(Replica::new(engine.clone()));
+        let lease = || DotLease::open(dir.path().join("dot-lease")).unwrap();
+        let replica = Arc::new(Replica::new(engine.clone(), lease(), SyncPacer::new(0, 1)));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .build()
@@ -299,19 +340,21 @@ mod tests {
                 .map(|i| {
                     let replica = replica.clone();
                     tokio::spawn(async move {
-                        replica
-                            .update(b"k", move |stored| {
+                        let prepared = replica
+                            .update(b"k", move |stored, floor| {
                                 let v = new_version_against(
                                     stored,
                                     &VClock::new(),
                                     "n1",
+                                    floor,
                                     1,
                                     Some(vec![i]),
                                     CLOCK_ENTRIES_MAX,
                                 );
                                 Ok(Siblings::from(v))
                             })
-                            .await
+                            .await?;
+                        prepared.durable.await.unwrap()
                     })
                 })
                 .collect();
@@ -322,6 +365,7 @@ mod tests {
                 &Siblings::default(),
                 &VClock::new(),
                 "n2",
+                0,
                 1,
                 Some(vec![99]),
                 16,
@@ -343,8 +387,8 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let replica = Replica::new(engine);
-        let err = rt.block_on(replica.update(b"k", |_| {
+        let replica = Replica::new(engine, lease(), SyncPacer::new(0, 1));
+        let err = rt.block_on(replica.update(b"k", |_, _| {
             Err(VersionError::BadContext {
                 reason: "test".into(),
             })

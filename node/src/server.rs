@@ -8,15 +8,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kvctl::engine::{Engine, Limits, Store};
 use kvctl::proto::{Consistency, ErrorKind, Member, MemberState, Request, Response};
 use kvctl::tls::Identity;
-use kvctl::transport::{serve_stream, Transport, TransportError};
+use kvctl::transport::{serve_stream, size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
 use kvctl::version::{new_version_against, Siblings, VClock, CLOCK_ENTRIES_MAX};
 use parking_lot::Mutex;
 use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 
+use crate::lease::DotLease;
 use crate::membership::Membership;
+use crate::pacer::{SyncPacer, SYNC_BURST};
 use crate::quorum::Quorum;
-use crate::replica::{Replica, ReplicaError};
+use crate::replica::{Prepared, Replica, ReplicaError};
 
 /// How long a node waits for a replica it handed a write to (which waits for its replicas).
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(4);
@@ -33,6 +35,9 @@ pub struct NodeConfig {
     pub replication: usize,
     pub tokens: Vec<u128>,
     pub limits: Limits,
+    /// Most durable rounds (one fsync each) a second the replica's writer starts, on average;
+    /// 0 for no limit.
+    pub sync_rate_max: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,11 +84,13 @@ impl Node {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Runs the node until `shutdown` completes, then closes the endpoint and the engine.
+    /// Runs the node until `shutdown` completes, then closes the endpoint and the engine. The
+    /// node's writes take their dots under `lease`.
     pub async fn run(
         config: NodeConfig,
         identity: &Identity,
         engine: Engine,
+        lease: DotLease,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), NodeError> {
         let transport = Arc::new(Transport::server(config.listen, identity)?);
@@ -98,7 +105,11 @@ impl Node {
         let engine = Arc::new(engine);
         let node = Arc::new(Node {
             membership: Mutex::new(Membership::new(me, config.seeds.clone())),
-            replica: Arc::new(Replica::new(engine.clone())),
+            replica: Arc::new(Replica::new(
+                engine.clone(),
+                lease,
+                SyncPacer::new(config.sync_rate_max, SYNC_BURST),
+            )),
             transport: transport.clone(),
             started: Instant::now(),
             config,
@@ -434,14 +445,16 @@ impl Node {
                 .await;
         }
         // The new version is built from what this node stores (by the replica's one writer, so
-        // no other write to the key slips in between) and made durable here before any other
-        // replica sees it: a node must never hand out a dot it could lose, or it would reuse it.
+        // no other write to the key slips in between), then sent to the other replicas while it
+        // becomes durable here; this copy counts toward the level like theirs. Its dot is above
+        // the lease's floor, so even if this node crashes before its copy is durable, it never
+        // hands the dot out again.
         let mut quorum = Quorum::new(level, replicas.len());
         let me = self.config.id.clone();
         let now = wall_ms();
         let local = self
             .replica
-            .update(&key, move |stored| {
+            .update(&key, move |stored, floor| {
                 let context = if lww {
                     stored.context().merge(&context)
                 } else {
@@ -451,18 +464,30 @@ impl Node {
                     stored,
                     &context,
                     &me,
+                    floor,
                     now,
                     value,
                     CLOCK_ENTRIES_MAX,
                 )))
             })
             .await;
-        let incoming = match local {
-            Ok((incoming, _)) => incoming,
+        let Prepared { incoming, durable } = match local {
+            Ok(prepared) => prepared,
             Err(e) => return replica_error(e),
         };
         let payload = incoming.encode();
         let (tx, mut rx) = mpsc::channel::<(String, Result<(), String>)>(replicas.len());
+        {
+            let (tx, me) = (tx.clone(), self.config.id.clone());
+            tokio::spawn(async move {
+                let r = match durable.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(ReplicaError::Closed.to_string()),
+                };
+                let _ = tx.send((me, r)).await;
+            });
+        }
         for (id, addr, up) in replicas {
             if id == self.config.id {
                 continue;
@@ -476,9 +501,14 @@ impl Node {
                 siblings: ByteBuf::from(payload.clone()),
             };
             let (tx, node) = (tx.clone(), self.clone());
+            let timeout = REQUEST_TIMEOUT + size_allowance(payload.len());
             // Each replica write runs to its end even after the level is met.
             tokio::spawn(async move {
-                let r = match node.transport.request(addr, &req).await {
+                let r = match node
+                    .transport
+                    .request_with_timeout(addr, &req, timeout)
+                    .await
+                {
                     Ok(Response::Ack) => Ok(()),
                     Ok(Response::Error { message, .. }) => Err(message),
                     Ok(_) => Err("unexpected reply".to_string()),
@@ -488,7 +518,6 @@ impl Node {
             });
         }
         drop(tx);
-        quorum.ok();
         // Even when the level can no longer be met, the replies already on their way are
         // awaited (each within the request timeout), so the error reports what really happened.
         while !quorum.reached() {
@@ -526,9 +555,14 @@ impl Node {
                 continue;
             };
             // The replica waits up to a request timeout for its own replicas: give it longer.
+            let value_len = match &request {
+                Request::Put { value, .. } => value.as_ref().map_or(0, |v| v.len()),
+                _ => 0,
+            };
+            let timeout = FORWARD_TIMEOUT + size_allowance(value_len) * 2;
             match self
                 .transport
-                .request_with_timeout(addr, &request, FORWARD_TIMEOUT)
+                .request_with_timeout(addr, &request, timeout)
                 .await
             {
                 Ok(response) => return response,

@@ -120,6 +120,10 @@ impl LogFile for FaultFile {
         state.file.write_all(&unsynced)?;
         state.file.sync_data()
     }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.sync()
+    }
 }
 
 impl LogFs for FaultFs {

@@ -442,9 +442,10 @@ impl Inner {
         if self.state().active.is_empty() {
             return Ok(());
         }
-        // Older segments are always complete and synced: only the newest may have a torn tail.
-        // A failed sync may have dropped the segment's dirty pages: poison the log.
-        if let Err(e) = wal.writer.sync() {
+        // Older segments are always complete, synced and trimmed: only the newest may have a
+        // torn tail or reserved space. A failed sync may have dropped the segment's dirty
+        // pages: poison the log.
+        if let Err(e) = wal.writer.finish() {
             wal.poisoned = Some(e.to_string());
             return Err(e);
         }
@@ -1017,7 +1018,7 @@ impl Store for Engine {
         if wal.poisoned.is_some() {
             return Ok(());
         }
-        wal.writer.sync()
+        wal.writer.finish()
     }
 }
 

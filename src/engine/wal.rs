@@ -10,10 +10,18 @@
 //! | 8      | 8    | seq: sequence number of the batch's first operation  |
 //! | 16     | 4    | payload_crc: CRC32C of the payload                   |
 //!
-//! The header has its own checksum so that a damaged length is told apart from a torn tail:
-//! recovery truncates only a record that is *incomplete* at the end of the last segment; a
-//! complete record that fails a checksum, anywhere, is corruption and is reported with its file
-//! and offset.
+//! The header has its own checksum so that a damaged length is told apart from a torn tail.
+//!
+//! The newest segment is written into space zero-filled ahead of it (see
+//! [`PREALLOCATE_CHUNK_BYTES`](super::logfile::PREALLOCATE_CHUNK_BYTES)), so after a crash it
+//! may end in zeros, and a record written but never synced may have reached the disk only in
+//! part: some of its 512-byte sectors still hold the zeros. Recovery ends the log at the first
+//! record of the newest segment that is incomplete, or that fails a checksum while its part of
+//! some sector is all zeros (a torn write, as etcd's WAL tells them), and truncates the segment
+//! there. Nothing after it was acknowledged: a sync covers a prefix of the segment. Any
+//! other record that fails a checksum, in any segment, is corruption and is reported with its
+//! file and offset. Older segments were synced and trimmed to their last record when the next
+//! one began.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -24,6 +32,24 @@ use super::error::{EngineError, Result};
 use super::logfile::{LogFile, LogFs};
 
 pub const RECORD_HEADER_BYTES: usize = 20;
+
+/// The unit a torn write is detected in: a disk writes a sector whole or not at all.
+pub const SECTOR_BYTES: usize = 512;
+
+/// Whether, for some 512-byte sector, its part within `bytes[from..to]` is all zeros: a sector
+/// of the write that never reached the disk (its earlier part may hold synced bytes).
+fn unwritten_sector_within(bytes: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(bytes.len());
+    let mut start = from;
+    while start < to {
+        let end = ((start / SECTOR_BYTES + 1) * SECTOR_BYTES).min(to);
+        if bytes[start..end].iter().all(|&b| b == 0) {
+            return true;
+        }
+        start = end;
+    }
+    false
+}
 
 /// Appends one record for `batch`, whose first operation has sequence number `seq`, to `out`.
 pub fn append_record(out: &mut Vec<u8>, seq: u64, batch: &WriteBatch) {
@@ -93,6 +119,14 @@ impl WalWriter {
             .sync()
             .map_err(|e| EngineError::io("syncing WAL", &self.path, e))
     }
+
+    /// Syncs the segment and trims the space reserved past its last record: it is about to
+    /// stop being the newest segment, and only the newest may end in anything but a record.
+    pub fn finish(&mut self) -> Result<()> {
+        self.file
+            .finish()
+            .map_err(|e| EngineError::io("finishing WAL segment", &self.path, e))
+    }
 }
 
 /// What replaying one segment found.
@@ -136,8 +170,11 @@ pub fn replay_segment(
         let header_crc = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
         let computed = crc32c::crc32c(&rest[4..RECORD_HEADER_BYTES]);
         if header_crc != computed {
-            // A zero-filled tail is what some file systems show for a write that never landed.
-            if is_last && rest.iter().all(|&b| b == 0) {
+            // Reserved space past the last record, or a header that only partly landed.
+            if is_last
+                && (rest.iter().all(|&b| b == 0)
+                    || unwritten_sector_within(&bytes, offset, offset + RECORD_HEADER_BYTES))
+            {
                 torn = true;
                 break;
             }
@@ -156,6 +193,11 @@ pub fn replay_segment(
         let payload = &rest[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + payload_len];
         let computed = crc32c::crc32c(payload);
         if computed != payload_crc {
+            let end = offset + RECORD_HEADER_BYTES + payload_len;
+            if is_last && unwritten_sector_within(&bytes, offset, end) {
+                torn = true;
+                break;
+            }
             return Err(corrupt(
                 offset,
                 format!("record payload checksum mismatch (stored {payload_crc:#010x}, computed {computed:#010x})"),
@@ -204,7 +246,7 @@ pub fn replay_segment(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::logfile::OsLogFs;
+    use crate::engine::logfile::{OsLogFs, PREALLOCATE_CHUNK_BYTES};
 
     fn batch(i: u32) -> WriteBatch {
         let mut b = WriteBatch::new();
@@ -304,6 +346,63 @@ mod tests {
                 }
                 Err(other) => panic!("unexpected error {other}"),
             }
+        }
+    }
+
+    /// Power loss on a preallocated segment: of the bytes written since the last sync, any set
+    /// of 512-byte sectors may have reached the disk while the others still hold the reserved
+    /// zeros (the synced part of a sector is never lost). Recovery keeps every synced record,
+    /// then an exact prefix of the rest, and never reports corruption.
+    #[test]
+    fn wal_preallocated_segment_with_unwritten_sectors_recovers_a_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs: Arc<dyn LogFs> = Arc::new(OsLogFs);
+        let mut writer = WalWriter::create(&fs, dir.path(), 1).unwrap();
+        let (mut buf, mut ends, mut seq) = (Vec::new(), Vec::new(), 1);
+        for i in 0..120 {
+            let b = batch(i);
+            append_record(&mut buf, seq, &b);
+            seq += b.len() as u64;
+            ends.push(buf.len());
+        }
+        let synced_records = 50;
+        let synced = ends[synced_records - 1];
+        writer.append(&buf[..synced]).unwrap();
+        writer.sync().unwrap();
+        writer.append(&buf[synced..]).unwrap();
+        drop(writer);
+        let path = segment_path(dir.path(), 1);
+        let written = fs::read(&path).unwrap();
+        assert_eq!(
+            written.len() as u64,
+            PREALLOCATE_CHUNK_BYTES,
+            "preallocated"
+        );
+        let mut state = 0x2545f4914f6cdd1du64;
+        for round in 0..300 {
+            let mut disk = written.clone();
+            let mut start = synced;
+            while start < buf.len() {
+                let end = ((start / SECTOR_BYTES + 1) * SECTOR_BYTES).min(buf.len());
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Half the rounds lose most sectors, half keep most.
+                let lost = if round % 2 == 0 { 4 } else { 1 };
+                if state % 5 < lost {
+                    disk[start..end].fill(0);
+                }
+                start = end;
+            }
+            fs::write(&path, &disk).unwrap();
+            let (batches, r) =
+                replay_all(&path, true).unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert!(batches.len() >= synced_records, "round {round}");
+            for (i, b) in batches.iter().enumerate() {
+                assert_eq!(b, &batch(i as u32), "round {round}");
+            }
+            assert_eq!(r.valid_len as usize, ends[batches.len() - 1]);
+            assert_eq!(fs::metadata(&path).unwrap().len(), r.valid_len);
         }
     }
 
