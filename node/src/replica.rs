@@ -396,4 +396,48 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(replica.read(b"k").unwrap().len(), 41);
     }
+
+    /// The crash the lease is for: a coordinator hands out a dot, the other replicas store it,
+    /// and the coordinator's own copy never becomes durable (here: its data is gone). After a
+    /// restart the same write from the same state gets a different dot, so the replicas keep
+    /// both writes instead of taking the second for the first.
+    #[test]
+    fn replica_dot_lost_in_a_crash_is_not_handed_out_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let lease_path = dir.path().join("dot-lease");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let write_once = |data: &str, value: u8| {
+            let options = Options {
+                index_map_bytes: 64 << 20,
+                ..engine_options()
+            };
+            let engine = Arc::new(Engine::open(dir.path().join(data), options).unwrap());
+            let lease = DotLease::open(&lease_path).unwrap();
+            let replica = Replica::new(engine, lease, SyncPacer::new(0, 1));
+            let prepared = rt
+                .block_on(replica.update(b"k", move |stored, floor| {
+                    Ok(Siblings::from(new_version_against(
+                        stored,
+                        &VClock::new(),
+                        "n1",
+                        floor,
+                        1,
+                        Some(vec![value]),
+                        CLOCK_ENTRIES_MAX,
+                    )))
+                }))
+                .unwrap();
+            rt.block_on(prepared.durable).unwrap().unwrap();
+            replica.close();
+            prepared.incoming
+        };
+        let sent = write_once("before", 1);
+        // Restarted with none of what it stored (the copy that never became durable).
+        let again = write_once("after", 2);
+        assert_ne!(sent.versions[0].dot, again.versions[0].dot);
+        // Another replica that holds the first write keeps both.
+        assert_eq!(sent.merge(&again).len(), 2);
+    }
 }
