@@ -6,6 +6,9 @@
 //! with one engine batch: one WAL append and one fsync for many writes, and no read-merge-write
 //! races between writes to one key, since one thread does them in order.
 //!
+//! At most [`WRITES_QUEUED_MAX`] writes wait for the writer; requests bringing more wait for
+//! room, so a flood of writes slows its senders instead of growing memory without bound.
+//!
 //! Rounds are paced by a [`SyncPacer`]: under load, writes wait a little and share the next
 //! round's fsync, so a node's fsyncs per second stay bounded (many disks, cloud volumes above
 //! all, throttle flushes, and a throttled disk stalls every write).
@@ -16,14 +19,14 @@
 //! node hand the same dot out twice.
 
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use kvctl::engine::{Engine, EngineError, Options, Store, WriteBatch};
 use kvctl::version::{Siblings, VersionError, SIBLINGS_MAX};
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::lease::{DotLease, LeaseError};
 use crate::pacer::SyncPacer;
@@ -37,6 +40,10 @@ pub const STORED_VERSIONS_BYTES_MAX: usize = kvctl::proto::MESSAGE_BYTES_MAX - (
 const ROUND_BYTES_MAX: usize = 16 << 20;
 /// At most this many writes share a round.
 const ROUND_WRITES_MAX: usize = 512;
+
+/// At most this many writes wait for the writer; more wait to be queued (backpressure on the
+/// requests that bring them, instead of unbounded memory).
+pub const WRITES_QUEUED_MAX: usize = 1024;
 
 /// Default most durable rounds (fsyncs) a second a node's writer starts, on average.
 pub const SYNC_RATE_DEFAULT: u32 = 1000;
@@ -99,7 +106,7 @@ impl Replica {
     /// A replica over `engine`, handing out dots under `lease`, its durable rounds paced by
     /// `pacer`.
     pub fn new(engine: Arc<Engine>, mut lease: DotLease, mut pacer: SyncPacer) -> Self {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel(WRITES_QUEUED_MAX);
         let writer_engine = engine.clone();
         let writer = std::thread::Builder::new()
             .name("kvctl-replica-writer".into())
@@ -126,10 +133,10 @@ impl Replica {
         read(&self.engine, key)
     }
 
-    fn submit(&self, key: &[u8], job: Job) -> Result<(), ReplicaError> {
-        let jobs = self.jobs.lock();
-        let tx = jobs.as_ref().ok_or(ReplicaError::Closed)?;
+    async fn submit(&self, key: &[u8], job: Job) -> Result<(), ReplicaError> {
+        let tx = self.jobs.lock().clone().ok_or(ReplicaError::Closed)?;
         tx.send((key.to_vec(), job))
+            .await
             .map_err(|_| ReplicaError::Closed)
     }
 
@@ -140,7 +147,7 @@ impl Replica {
         incoming: Siblings,
     ) -> Result<Siblings, ReplicaError> {
         let (reply, done) = oneshot::channel();
-        self.submit(key, Job::Merge { incoming, reply })?;
+        self.submit(key, Job::Merge { incoming, reply }).await?;
         done.await.map_err(|_| ReplicaError::Closed)?
     }
 
@@ -159,7 +166,8 @@ impl Replica {
                 make: Box::new(make),
                 prepared,
             },
-        )?;
+        )
+        .await?;
         made.await.map_err(|_| ReplicaError::Closed)?
     }
 
@@ -195,9 +203,9 @@ fn write_rounds(
     engine: &Engine,
     lease: &mut DotLease,
     pacer: &mut SyncPacer,
-    jobs: mpsc::Receiver<(Vec<u8>, Job)>,
+    mut jobs: mpsc::Receiver<(Vec<u8>, Job)>,
 ) {
-    while let Ok(first) = jobs.recv() {
+    while let Some(first) = jobs.blocking_recv() {
         // Writes that come while the round waits for its turn join it.
         let wait = pacer.take(Instant::now());
         if !wait.is_zero() {
@@ -395,6 +403,50 @@ mod tests {
         }));
         assert!(err.is_err());
         assert_eq!(replica.read(b"k").unwrap().len(), 41);
+    }
+
+    /// More writes than the queue holds at once all complete: the excess waits for room.
+    #[test]
+    fn replica_writes_beyond_the_queue_wait_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            index_map_bytes: 64 << 20,
+            ..engine_options()
+        };
+        let engine = Arc::new(Engine::open(dir.path().join("data"), options).unwrap());
+        let lease = DotLease::open(dir.path().join("dot-lease")).unwrap();
+        let replica = Arc::new(Replica::new(engine, lease, SyncPacer::new(0, 1)));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let n = 2 * WRITES_QUEUED_MAX + 7;
+        rt.block_on(async {
+            let writes: Vec<_> = (0..n)
+                .map(|i| {
+                    let replica = replica.clone();
+                    tokio::spawn(async move {
+                        let v = new_version_against(
+                            &Siblings::default(),
+                            &VClock::new(),
+                            "n2",
+                            0,
+                            1,
+                            Some(vec![1]),
+                            CLOCK_ENTRIES_MAX,
+                        );
+                        let key = format!("k{i}").into_bytes();
+                        replica.merge_write(&key, Siblings::from(v)).await
+                    })
+                })
+                .collect();
+            for w in writes {
+                w.await.unwrap().unwrap();
+            }
+        });
+        replica.close();
+        for i in [0, n / 2, n - 1] {
+            assert_eq!(replica.read(format!("k{i}").as_bytes()).unwrap().len(), 1);
+        }
     }
 
     /// The crash the lease is for: a coordinator hands out a dot, the other replicas store it,
