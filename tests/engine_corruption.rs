@@ -131,11 +131,11 @@ fn engine_torn_wal_recovers_exactly_the_complete_records() {
     let n = 30;
     let dir = must_write_records(n);
     let (segment, bytes) = must_read_wal(dir.path());
-    // Each record holds one put of a 5-byte key: 20 header + 4 count + 1 kind + 4 + 5 + 4 + value.
+    // Each record holds one put of a 5-byte key: 28 header + 4 count + 1 kind + 4 + 5 + 4 + value.
     let mut ends = Vec::new();
     let mut at = 0;
     for i in 0..n {
-        at += 20 + 4 + 1 + 4 + 5 + 4 + 10 + i as usize % 13;
+        at += 28 + 4 + 1 + 4 + 5 + 4 + 10 + i as usize % 13;
         ends.push(at);
     }
     assert_eq!(*ends.last().unwrap(), bytes.len());

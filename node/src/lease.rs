@@ -9,7 +9,12 @@
 //! `B`; every counter this node hands out is at most `B`. On start the node takes the old bound
 //! as its floor (every new counter is above it, so above anything handed out before the crash)
 //! and writes a new bound `B + LEASE_STEP` before it serves. A counter that would pass the
-//! bound moves it first (one small fsync, once per `LEASE_STEP` counters of a key).
+//! bound moves it first (one small fsync). While it runs, the floor also rises with every
+//! counter handed out, so a write whose round failed (its version already sent out) cannot
+//! lend its dot to a later write either.
+//!
+//! A context may not claim to have seen a counter of this node above the bound: this node never
+//! handed it out, and honouring it would push the node's counters toward [`COUNTER_MAX`].
 
 use std::fs;
 use std::io;
@@ -29,19 +34,22 @@ pub enum LeaseError {
     Io { path: PathBuf, source: io::Error },
     #[error("dot lease {} is corrupt: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
-    #[error("dot counters are exhausted (the lease would pass {COUNTER_MAX})")]
+    #[error("dot counters are exhausted (a counter would pass {COUNTER_MAX})")]
     Exhausted,
 }
 
 #[derive(Debug)]
 pub struct DotLease {
     path: PathBuf,
+    /// Every counter handed out, before this start or since, is at most this.
     floor: u64,
     bound: u64,
 }
 
 impl DotLease {
-    /// Reads the lease at `path` (none yet: floor 0) and durably takes a new one above it.
+    /// Reads the lease at `path` (none yet: floor 0) and durably takes a new one above it (up
+    /// to [`COUNTER_MAX`]: a node whose counters are exhausted still starts, and refuses to
+    /// coordinate writes with [`LeaseError::Exhausted`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, LeaseError> {
         let path = path.as_ref().to_path_buf();
         let floor = match fs::read_to_string(&path) {
@@ -64,24 +72,30 @@ impl DotLease {
         Ok(lease)
     }
 
-    /// Every counter handed out since this start is above the floor.
+    /// New counters must be above this: every counter handed out so far is at most it.
     pub fn floor(&self) -> u64 {
         self.floor
     }
 
-    /// Makes sure `counter` is within the lease, moving the bound (durably) if it is not.
+    /// No counter above this was ever handed out.
+    pub fn bound(&self) -> u64 {
+        self.bound
+    }
+
+    /// Records that `counter` is handed out, moving the bound (durably) first if it must.
     pub fn cover(&mut self, counter: u64) -> Result<(), LeaseError> {
-        if counter <= self.bound {
-            return Ok(());
+        if counter > COUNTER_MAX {
+            return Err(LeaseError::Exhausted);
         }
-        self.extend_past(counter)
+        if counter > self.bound {
+            self.extend_past(counter)?;
+        }
+        self.floor = self.floor.max(counter);
+        Ok(())
     }
 
     fn extend_past(&mut self, counter: u64) -> Result<(), LeaseError> {
-        let bound = counter
-            .checked_add(LEASE_STEP)
-            .filter(|&b| b <= COUNTER_MAX)
-            .ok_or(LeaseError::Exhausted)?;
+        let bound = counter.saturating_add(LEASE_STEP).min(COUNTER_MAX);
         kvctl::durable_file::write(&self.path, format!("{bound}\n").as_bytes()).map_err(
             |source| LeaseError::Io {
                 path: self.path.clone(),
@@ -104,7 +118,11 @@ mod tests {
         let mut lease = DotLease::open(&path).unwrap();
         assert_eq!(lease.floor(), 0);
         lease.cover(7).unwrap();
+        assert_eq!(lease.floor(), 7, "the floor follows what is handed out");
+        lease.cover(3).unwrap();
+        assert_eq!(lease.floor(), 7);
         lease.cover(LEASE_STEP + 5).unwrap();
+        assert!(lease.bound() >= LEASE_STEP + 5);
         drop(lease);
         // A restart (or a crash: every cover was durable before it returned).
         let lease = DotLease::open(&path).unwrap();
@@ -121,10 +139,13 @@ mod tests {
         let err = DotLease::open(&path).unwrap_err();
         assert!(matches!(err, LeaseError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("dot-lease"), "{err}");
+        // Exhausted counters: the node still starts, and refuses to hand out more.
         fs::write(&path, format!("{}", COUNTER_MAX)).unwrap();
+        let mut lease = DotLease::open(&path).unwrap();
         assert!(matches!(
-            DotLease::open(&path).unwrap_err(),
+            lease.cover(lease.floor() + 1).unwrap_err(),
             LeaseError::Exhausted
         ));
+        assert_eq!(lease.bound(), COUNTER_MAX);
     }
 }

@@ -7,7 +7,8 @@
 //! races between writes to one key, since one thread does them in order.
 //!
 //! At most [`WRITES_QUEUED_MAX`] writes wait for the writer; requests bringing more wait for
-//! room, so a flood of writes slows its senders instead of growing memory without bound.
+//! room, so a flood of writes slows its senders down (the queue's memory is bounded by that
+//! many values, each within the value limit).
 //!
 //! Rounds are paced by a [`SyncPacer`]: under load, writes wait a little and share the next
 //! round's fsync, so a node's fsyncs per second stay bounded (many disks, cloud volumes above
@@ -42,7 +43,7 @@ const ROUND_BYTES_MAX: usize = 16 << 20;
 const ROUND_WRITES_MAX: usize = 512;
 
 /// At most this many writes wait for the writer; more wait to be queued (backpressure on the
-/// requests that bring them, instead of unbounded memory).
+/// requests that bring them).
 pub const WRITES_QUEUED_MAX: usize = 1024;
 
 /// Default most durable rounds (fsyncs) a second a node's writer starts, on average.
@@ -297,10 +298,21 @@ fn apply(stored: &Siblings, lease: &mut DotLease, job: Job) -> Result<(Vec<u8>, 
         Job::Update { make, prepared } => {
             let made = make(stored, lease.floor()).map_err(ReplicaError::from);
             let outcome = made.and_then(|incoming| {
-                let counter = incoming.versions.iter().map(|v| v.dot.counter).max();
-                lease
-                    .cover(counter.unwrap_or(0))
-                    .map_err(|e| ReplicaError::Lease(Arc::new(e)))?;
+                for v in &incoming.versions {
+                    if v.dot.seen > lease.bound() {
+                        return Err(ReplicaError::Version(VersionError::BadContext {
+                            reason: format!(
+                                "it has seen write {} of node {}, which has made none above {}",
+                                v.dot.seen,
+                                v.dot.node,
+                                lease.bound()
+                            ),
+                        }));
+                    }
+                    lease
+                        .cover(v.dot.counter)
+                        .map_err(|e| ReplicaError::Lease(Arc::new(e)))?;
+                }
                 let merged = stored.merge(&incoming);
                 check(&merged).map(|encoded| (encoded, incoming))
             });
@@ -447,6 +459,53 @@ mod tests {
         for i in [0, n / 2, n - 1] {
             assert_eq!(replica.read(format!("k{i}").as_bytes()).unwrap().len(), 1);
         }
+    }
+
+    /// A context claiming a write of this node above its lease's bound (which it never made)
+    /// is refused, so forged contexts cannot push the node's counters toward exhaustion.
+    #[test]
+    fn replica_refuses_a_context_claiming_writes_it_never_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            index_map_bytes: 64 << 20,
+            ..engine_options()
+        };
+        let engine = Arc::new(Engine::open(dir.path().join("data"), options).unwrap());
+        let lease = DotLease::open(dir.path().join("dot-lease")).unwrap();
+        let bound = lease.bound();
+        let replica = Replica::new(engine, lease, SyncPacer::new(0, 1));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let forged = new_version_against(
+            &Siblings::default(),
+            &VClock::new(),
+            "n1",
+            bound,
+            1,
+            None,
+            CLOCK_ENTRIES_MAX,
+        );
+        let context = Siblings::from(forged).context();
+        let result = rt.block_on(replica.update(b"k", move |stored, floor| {
+            Ok(Siblings::from(new_version_against(
+                stored,
+                &context,
+                "n1",
+                floor,
+                2,
+                Some(b"v".to_vec()),
+                CLOCK_ENTRIES_MAX,
+            )))
+        }));
+        match result {
+            Err(ReplicaError::Version(VersionError::BadContext { reason })) => {
+                assert!(reason.contains("has made none above"), "{reason}")
+            }
+            Err(other) => panic!("expected a bad context, got {other}"),
+            Ok(_) => panic!("expected a bad context, got a write"),
+        }
+        assert!(replica.read(b"k").unwrap().is_empty());
     }
 
     /// The crash the lease is for: a coordinator hands out a dot, the other replicas store it,

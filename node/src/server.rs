@@ -479,11 +479,16 @@ impl Node {
         let (tx, mut rx) = mpsc::channel::<(String, Result<(), String>)>(replicas.len());
         {
             let (tx, me) = (tx.clone(), self.config.id.clone());
+            let timeout = REQUEST_TIMEOUT + size_allowance(payload.len());
             tokio::spawn(async move {
-                let r = match durable.await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(ReplicaError::Closed.to_string()),
+                let r = match tokio::time::timeout(timeout, durable).await {
+                    Ok(Ok(Ok(()))) => Ok(()),
+                    Ok(Ok(Err(e))) => Err(e.to_string()),
+                    Ok(Err(_)) => Err(ReplicaError::Closed.to_string()),
+                    Err(_) => Err(format!(
+                        "its own copy was not durable within {} ms",
+                        timeout.as_millis()
+                    )),
                 };
                 let _ = tx.send((me, r)).await;
             });

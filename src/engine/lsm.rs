@@ -73,6 +73,9 @@ struct Queue {
 struct WalState {
     writer: WalWriter,
     poisoned: Option<String>,
+    /// The log is durable up to this sequence number (written into every record, so recovery
+    /// can tell a torn write from a damaged record that had been synced).
+    synced_seq: u64,
 }
 
 #[derive(Default)]
@@ -194,6 +197,14 @@ impl Engine {
                 })?;
             previous = replay.last_seq.or(previous);
         }
+        // What was replayed counts as durable from here on (new records say so): make it so,
+        // in case the process that wrote it was killed before its fsync.
+        if let Some(&id) = segments.last() {
+            let path = wal::segment_path(&wal_dir, id);
+            std::fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| EngineError::io("syncing replayed WAL segment", &path, e))?;
+        }
         last_seq = last_seq.max(previous.unwrap_or(0));
         let writer = WalWriter::create(&options.log_fs, &wal_dir, new_segment)?;
         let next_table_id = index.next_table_id()?.max(max_table_id + 1);
@@ -209,6 +220,7 @@ impl Engine {
             wal: Mutex::new(WalState {
                 writer,
                 poisoned: None,
+                synced_seq: last_seq,
             }),
             last_seq: AtomicU64::new(last_seq),
             next_table_id: AtomicU64::new(next_table_id),
@@ -371,7 +383,7 @@ impl Inner {
         let mut seq = first_seq;
         let mut user_bytes = 0;
         for p in group {
-            wal::append_record(buf, seq, &p.batch);
+            wal::append_record(buf, seq, wal.synced_seq, &p.batch);
             seq += p.batch.len() as u64;
             user_bytes += p.batch.encoded_len() as u64;
         }
@@ -381,7 +393,9 @@ impl Inner {
             .and_then(|()| match self.options.sync {
                 SyncMode::Sync => {
                     self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
-                    wal.writer.sync()
+                    wal.writer.sync()?;
+                    wal.synced_seq = seq - 1;
+                    Ok(())
                 }
                 _ => Ok(()),
             });
@@ -449,6 +463,7 @@ impl Inner {
             wal.poisoned = Some(e.to_string());
             return Err(e);
         }
+        wal.synced_seq = self.last_seq.load(Ordering::Acquire);
         let id = wal.writer.id() + 1;
         let writer = WalWriter::create(&self.options.log_fs, &self.wal_dir, id)?;
         {
@@ -806,8 +821,11 @@ impl Inner {
                 let mut wal = self.wal.lock();
                 if wal.poisoned.is_none() {
                     self.counters.wal_syncs.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = wal.writer.sync() {
-                        wal.poisoned = Some(e.to_string());
+                    // Appends happen under the same lock: everything up to `last_seq` is in.
+                    let appended = self.last_seq.load(Ordering::Acquire);
+                    match wal.writer.sync() {
+                        Ok(()) => wal.synced_seq = appended,
+                        Err(e) => wal.poisoned = Some(e.to_string()),
                     }
                 }
             }

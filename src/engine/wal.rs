@@ -1,27 +1,30 @@
 //! The write-ahead log: segmented, checksummed, sequence-numbered records, and their recovery.
 //!
-//! A record is a 20-byte header followed by a payload (an encoded [`WriteBatch`]). All integers
+//! A record is a 28-byte header followed by a payload (an encoded [`WriteBatch`]). All integers
 //! are little-endian:
 //!
-//! | offset | size | field                                                |
-//! |--------|------|------------------------------------------------------|
-//! | 0      | 4    | header_crc: CRC32C of bytes 4..20                    |
-//! | 4      | 4    | payload_len                                          |
-//! | 8      | 8    | seq: sequence number of the batch's first operation  |
-//! | 16     | 4    | payload_crc: CRC32C of the payload                   |
+//! | offset | size | field                                                          |
+//! |--------|------|----------------------------------------------------------------|
+//! | 0      | 4    | header_crc: CRC32C of bytes 4..28                              |
+//! | 4      | 4    | payload_len                                                    |
+//! | 8      | 8    | seq: sequence number of the batch's first operation            |
+//! | 16     | 8    | synced: the log was durable up to this sequence number when the record was written |
+//! | 24     | 4    | payload_crc: CRC32C of the payload                             |
 //!
 //! The header has its own checksum so that a damaged length is told apart from a torn tail.
 //!
 //! The newest segment is written into space zero-filled ahead of it (see
 //! [`PREALLOCATE_CHUNK_BYTES`](super::logfile::PREALLOCATE_CHUNK_BYTES)), so after a crash it
 //! may end in zeros, and a record written but never synced may have reached the disk only in
-//! part: some of its 512-byte sectors still hold the zeros. Recovery ends the log at the first
-//! record of the newest segment that is incomplete, or that fails a checksum while its part of
-//! some sector is all zeros (a torn write, as etcd's WAL tells them), and truncates the segment
-//! there. Nothing after it was acknowledged: a sync covers a prefix of the segment. Any
-//! other record that fails a checksum, in any segment, is corruption and is reported with its
-//! file and offset. Older segments were synced and trimmed to their last record when the next
-//! one began.
+//! part: some of its 512-byte sectors still hold the zeros (and records after it may have
+//! landed whole). Recovery ends the log at the first record of the newest segment that is
+//! incomplete, or that fails a checksum while its part of some sector is all zeros (a torn
+//! write, as etcd's WAL tells them), and truncates the segment there — unless a later intact
+//! record says, in `synced`, that the damaged record had been made durable: then it is
+//! corruption, not a torn write, and the records after it may have been acknowledged. Any other
+//! record that fails a checksum, in any segment, is corruption too, reported with its file and
+//! offset. Older segments were synced and trimmed to their last record when the next one
+//! began.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -31,7 +34,7 @@ use super::batch::WriteBatch;
 use super::error::{EngineError, Result};
 use super::logfile::{LogFile, LogFs};
 
-pub const RECORD_HEADER_BYTES: usize = 20;
+pub const RECORD_HEADER_BYTES: usize = 28;
 
 /// The unit a torn write is detected in: a disk writes a sector whole or not at all.
 pub const SECTOR_BYTES: usize = 512;
@@ -51,8 +54,9 @@ fn unwritten_sector_within(bytes: &[u8], from: usize, to: usize) -> bool {
     false
 }
 
-/// Appends one record for `batch`, whose first operation has sequence number `seq`, to `out`.
-pub fn append_record(out: &mut Vec<u8>, seq: u64, batch: &WriteBatch) {
+/// Appends one record for `batch`, whose first operation has sequence number `seq`, to `out`;
+/// `synced` is the last sequence number already durable in the log.
+pub fn append_record(out: &mut Vec<u8>, seq: u64, synced: u64, batch: &WriteBatch) {
     let start = out.len();
     out.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
     batch.encode_into(out);
@@ -60,9 +64,34 @@ pub fn append_record(out: &mut Vec<u8>, seq: u64, batch: &WriteBatch) {
     let payload_crc = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
     out[start + 4..start + 8].copy_from_slice(&payload_len.to_le_bytes());
     out[start + 8..start + 16].copy_from_slice(&seq.to_le_bytes());
-    out[start + 16..start + 20].copy_from_slice(&payload_crc.to_le_bytes());
-    let header_crc = crc32c::crc32c(&out[start + 4..start + 20]);
+    out[start + 16..start + 24].copy_from_slice(&synced.to_le_bytes());
+    out[start + 24..start + 28].copy_from_slice(&payload_crc.to_le_bytes());
+    let header_crc = crc32c::crc32c(&out[start + 4..start + RECORD_HEADER_BYTES]);
     out[start..start + 4].copy_from_slice(&header_crc.to_le_bytes());
+}
+
+/// An intact record's header fields: (payload length, seq, synced).
+fn intact_record(rest: &[u8]) -> Option<(usize, u64, u64)> {
+    let header = rest.get(..RECORD_HEADER_BYTES)?;
+    let header_crc = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+    if crc32c::crc32c(&header[4..]) != header_crc {
+        return None;
+    }
+    let payload_len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
+    let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    let synced = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+    let payload_crc = u32::from_le_bytes(header[24..28].try_into().expect("4 bytes"));
+    let payload = rest.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + payload_len)?;
+    (crc32c::crc32c(payload) == payload_crc).then_some((payload_len, seq, synced))
+}
+
+/// The offset of an intact record after `from` that says the log was durable past `seq`: proof
+/// that a damaged record at `from` holding `seq` had been synced, so it is not a torn write.
+fn later_record_synced_past(bytes: &[u8], from: usize, seq: u64) -> Option<usize> {
+    let end = bytes.iter().rposition(|&b| b != 0)? + 1;
+    (from + 1..end).find(|&at| {
+        intact_record(&bytes[at..]).is_some_and(|(_, later, synced)| later > seq && synced >= seq)
+    })
 }
 
 pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -136,7 +165,8 @@ pub struct SegmentReplay {
     pub last_seq: Option<u64>,
     /// Length of the valid prefix; the file is truncated to it when it had a torn tail.
     pub valid_len: u64,
-    /// Bytes of an incomplete last record that were cut off (0 if none).
+    /// Bytes cut off after the valid prefix: a torn record, records after it, and reserved
+    /// zeros (0 if none).
     pub torn_bytes: u64,
 }
 
@@ -169,12 +199,18 @@ pub fn replay_segment(
         }
         let header_crc = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
         let computed = crc32c::crc32c(&rest[4..RECORD_HEADER_BYTES]);
+        // The first sequence number a damaged record here would hold.
+        let expected = last_seq.map_or(0, |s| s + 1);
         if header_crc != computed {
             // Reserved space past the last record, or a header that only partly landed.
-            if is_last
-                && (rest.iter().all(|&b| b == 0)
-                    || unwritten_sector_within(&bytes, offset, offset + RECORD_HEADER_BYTES))
-            {
+            if is_last && rest.iter().all(|&b| b == 0) {
+                torn = true;
+                break;
+            }
+            if is_last && unwritten_sector_within(&bytes, offset, offset + RECORD_HEADER_BYTES) {
+                if let Some(at) = later_record_synced_past(&bytes, offset, expected) {
+                    return Err(corrupt(offset, format!("damaged record header, but the intact record at offset {at} shows it had been synced")));
+                }
                 torn = true;
                 break;
             }
@@ -185,7 +221,7 @@ pub fn replay_segment(
         }
         let payload_len = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
         let seq = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
-        let payload_crc = u32::from_le_bytes(rest[16..20].try_into().expect("4 bytes"));
+        let payload_crc = u32::from_le_bytes(rest[24..28].try_into().expect("4 bytes"));
         if rest.len() - RECORD_HEADER_BYTES < payload_len {
             torn = true;
             break;
@@ -195,6 +231,9 @@ pub fn replay_segment(
         if computed != payload_crc {
             let end = offset + RECORD_HEADER_BYTES + payload_len;
             if is_last && unwritten_sector_within(&bytes, offset, end) {
+                if let Some(at) = later_record_synced_past(&bytes, offset, seq.max(expected)) {
+                    return Err(corrupt(offset, format!("damaged record payload, but the intact record at offset {at} shows it had been synced")));
+                }
                 torn = true;
                 break;
             }
@@ -269,7 +308,7 @@ mod tests {
         let mut seq = 1;
         for i in 0..n {
             let b = batch(i);
-            append_record(&mut buf, seq, &b);
+            append_record(&mut buf, seq, 0, &b);
             seq += b.len() as u64;
             ends.push(buf.len());
         }
@@ -358,14 +397,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fs: Arc<dyn LogFs> = Arc::new(OsLogFs);
         let mut writer = WalWriter::create(&fs, dir.path(), 1).unwrap();
-        let (mut buf, mut ends, mut seq) = (Vec::new(), Vec::new(), 1);
+        let synced_records = 50;
+        let (mut buf, mut ends, mut seq, mut synced_seq) = (Vec::new(), Vec::new(), 1, 0);
         for i in 0..120 {
             let b = batch(i);
-            append_record(&mut buf, seq, &b);
+            append_record(&mut buf, seq, synced_seq, &b);
             seq += b.len() as u64;
             ends.push(buf.len());
+            if i as usize == synced_records - 1 {
+                synced_seq = seq - 1;
+            }
         }
-        let synced_records = 50;
         let synced = ends[synced_records - 1];
         writer.append(&buf[..synced]).unwrap();
         writer.sync().unwrap();
@@ -404,6 +446,37 @@ mod tests {
             assert_eq!(r.valid_len as usize, ends[batches.len() - 1]);
             assert_eq!(fs::metadata(&path).unwrap().len(), r.valid_len);
         }
+    }
+
+    /// A record damaged after it was synced (here: a sector of it reads back as zeros) is
+    /// corruption, even in the newest segment, when a later record says the log was durable
+    /// past it: the records after it may have been acknowledged, so they are not dropped.
+    #[test]
+    fn wal_damaged_synced_record_is_corruption_not_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 1);
+        let (mut buf, mut ends, mut seq) = (Vec::new(), Vec::new(), 1);
+        for i in 0..40 {
+            let b = batch(i);
+            // Synced after every record, as in `sync` mode with one writer.
+            append_record(&mut buf, seq, seq - 1, &b);
+            seq += b.len() as u64;
+            ends.push(buf.len());
+        }
+        // The whole record reads back as zeros, just as if its write had never landed.
+        let damaged = ends[20];
+        let mut disk = buf.clone();
+        disk[damaged..ends[21]].fill(0);
+        fs::write(&path, &disk).unwrap();
+        let err = replay_all(&path, true).unwrap_err();
+        match &err {
+            EngineError::WalCorrupt { offset, reason, .. } => {
+                assert_eq!(*offset as usize, damaged, "{reason}");
+                assert!(reason.contains("had been synced"), "{reason}");
+            }
+            other => panic!("expected WalCorrupt, got {other}"),
+        }
+        assert_eq!(fs::read(&path).unwrap(), disk, "nothing truncated");
     }
 
     /// An incomplete record in an older segment is corruption, not a tail to cut.
