@@ -31,6 +31,24 @@ fn write_durably(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// This start's gossip generation, above the last start's even if the clock was set back,
+/// written down before the node serves.
+fn generation(dir: &Path) -> anyhow::Result<u64> {
+    let path = dir.join("generation");
+    let previous = match fs::read_to_string(&path) {
+        Ok(text) => Some(
+            text.trim()
+                .parse::<u64>()
+                .with_context(|| format!("{} is corrupt", path.display()))?,
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let generation = kvctl_node::server::next_generation(previous);
+    write_durably(&path, &generation.to_string())?;
+    Ok(generation)
+}
+
 /// The node's tokens: kept from an earlier start, else chosen against the ring the seeds
 /// report (or evenly spaced for the first node), and written down before the node serves.
 async fn tokens(
@@ -127,6 +145,7 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         })?;
     let lease_path = dir.join("dot-lease");
     let lease = DotLease::open(&lease_path)?;
+    let generation = generation(dir)?;
     let pid_path = dir.join("node.pid");
     write_durably(&pid_path, &std::process::id().to_string())?;
     println!(
@@ -144,6 +163,7 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         tokens,
         limits: Limits::default(),
         sync_rate_max: args.sync_rate_max,
+        generation,
     };
     let result = Node::run(config, &identity, engine, lease, shutdown_signal()).await;
     let _ = fs::remove_file(&pid_path);

@@ -38,6 +38,9 @@ pub struct NodeConfig {
     /// Most durable rounds (one fsync each) a second the replica's writer starts, on average;
     /// 0 for no limit.
     pub sync_rate_max: u32,
+    /// This start's gossip generation: higher than every earlier start's, so other nodes take
+    /// the restarted node's state over what they remember (see [`next_generation`]).
+    pub generation: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,13 @@ pub enum NodeError {
     Transport(#[from] TransportError),
     #[error("storage: {0}")]
     Engine(#[from] kvctl::engine::EngineError),
+}
+
+/// The gossip generation of a start that follows one with generation `previous`: the wall clock
+/// in milliseconds, or one above `previous` if the clock is behind it (it was set back).
+pub fn next_generation(previous: Option<u64>) -> u64 {
+    let now = wall_ms();
+    previous.map_or(now, |p| now.max(p + 1))
 }
 
 fn wall_ms() -> u64 {
@@ -99,7 +109,7 @@ impl Node {
             addr: config.listen,
             tokens: config.tokens.clone(),
             state: MemberState::Normal,
-            generation: wall_ms(),
+            generation: config.generation,
             heartbeat: 0,
         };
         let engine = Arc::new(engine);
@@ -617,5 +627,21 @@ impl Node {
             Ok(_) => Response::Ack,
             Err(e) => replica_error(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_rises_even_when_the_clock_was_set_back() {
+        let first = next_generation(None);
+        assert!(first >= wall_ms() - 60_000);
+        // The last start's generation is ahead of the clock (the clock was set back since).
+        let ahead = wall_ms() + 3_600_000;
+        assert_eq!(next_generation(Some(ahead)), ahead + 1);
+        // Behind the clock: the clock.
+        assert!(next_generation(Some(5)) >= first);
     }
 }
