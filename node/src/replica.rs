@@ -338,19 +338,35 @@ mod tests {
 
     use super::*;
 
+    /// A node's engine in `dir`, with a small LMDB map for tests.
+    fn open_engine(dir: &std::path::Path) -> Arc<Engine> {
+        let options = Options {
+            index_map_bytes: 64 << 20,
+            ..engine_options()
+        };
+        Arc::new(Engine::open(dir, options).unwrap())
+    }
+
+    /// An unpaced replica over `engine`, with its lease at `lease`.
+    fn unpaced(engine: Arc<Engine>, lease: &std::path::Path) -> Replica {
+        Replica::new(engine, DotLease::open(lease).unwrap(), SyncPacer::new(0, 1))
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
     /// Forty concurrent writes without context, coordinated by one node, all survive as
     /// siblings with distinct dots (each built from what the writes before it left), durably;
     /// and merging versions sent by another node keeps everything.
     #[test]
     fn replica_concurrent_updates_all_become_siblings() {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            index_map_bytes: 64 << 20,
-            ..engine_options()
-        };
-        let engine = Arc::new(Engine::open(dir.path(), options).unwrap());
-        let lease = || DotLease::open(dir.path().join("dot-lease")).unwrap();
-        let replica = Arc::new(Replica::new(engine.clone(), lease(), SyncPacer::new(0, 1)));
+        let engine = open_engine(dir.path());
+        let lease = dir.path().join("dot-lease");
+        let replica = Arc::new(unpaced(engine.clone(), &lease));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .build()
@@ -404,10 +420,8 @@ mod tests {
         want.push(99);
         assert_eq!(values, want);
         // Refused writes answer with an error and store nothing.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let replica = Replica::new(engine, lease(), SyncPacer::new(0, 1));
+        let rt = current_thread();
+        let replica = unpaced(engine, &lease);
         let err = rt.block_on(replica.update(b"k", |_, _| {
             Err(VersionError::BadContext {
                 reason: "test".into(),
@@ -421,16 +435,9 @@ mod tests {
     #[test]
     fn replica_writes_beyond_the_queue_wait_and_complete() {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            index_map_bytes: 64 << 20,
-            ..engine_options()
-        };
-        let engine = Arc::new(Engine::open(dir.path().join("data"), options).unwrap());
-        let lease = DotLease::open(dir.path().join("dot-lease")).unwrap();
-        let replica = Arc::new(Replica::new(engine, lease, SyncPacer::new(0, 1)));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let engine = open_engine(&dir.path().join("data"));
+        let replica = Arc::new(unpaced(engine, &dir.path().join("dot-lease")));
+        let rt = current_thread();
         let n = 2 * WRITES_QUEUED_MAX + 7;
         rt.block_on(async {
             let writes: Vec<_> = (0..n)
@@ -466,17 +473,16 @@ mod tests {
     #[test]
     fn replica_refuses_a_context_claiming_writes_it_never_made() {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options {
-            index_map_bytes: 64 << 20,
-            ..engine_options()
-        };
-        let engine = Arc::new(Engine::open(dir.path().join("data"), options).unwrap());
-        let lease = DotLease::open(dir.path().join("dot-lease")).unwrap();
-        let bound = lease.bound();
-        let replica = Replica::new(engine, lease, SyncPacer::new(0, 1));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
+        let engine = open_engine(&dir.path().join("data"));
+        let lease = dir.path().join("dot-lease");
+        let replica = unpaced(engine, &lease);
+        // The bound the replica's lease took (the file holds it).
+        let bound: u64 = std::fs::read_to_string(&lease)
+            .unwrap()
+            .trim()
+            .parse()
             .unwrap();
+        let rt = current_thread();
         let forged = new_version_against(
             &Siblings::default(),
             &VClock::new(),
@@ -516,17 +522,9 @@ mod tests {
     fn replica_dot_lost_in_a_crash_is_not_handed_out_again() {
         let dir = tempfile::tempdir().unwrap();
         let lease_path = dir.path().join("dot-lease");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let rt = current_thread();
         let write_once = |data: &str, value: u8| {
-            let options = Options {
-                index_map_bytes: 64 << 20,
-                ..engine_options()
-            };
-            let engine = Arc::new(Engine::open(dir.path().join(data), options).unwrap());
-            let lease = DotLease::open(&lease_path).unwrap();
-            let replica = Replica::new(engine, lease, SyncPacer::new(0, 1));
+            let replica = unpaced(open_engine(&dir.path().join(data)), &lease_path);
             let prepared = rt
                 .block_on(replica.update(b"k", move |stored, floor| {
                     Ok(Siblings::from(new_version_against(

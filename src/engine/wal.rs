@@ -70,28 +70,54 @@ pub fn append_record(out: &mut Vec<u8>, seq: u64, synced: u64, batch: &WriteBatc
     out[start..start + 4].copy_from_slice(&header_crc.to_le_bytes());
 }
 
-/// An intact record's header fields: (payload length, seq, synced).
-fn intact_record(rest: &[u8]) -> Option<(usize, u64, u64)> {
-    let header = rest.get(..RECORD_HEADER_BYTES)?;
-    let header_crc = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-    if crc32c::crc32c(&header[4..]) != header_crc {
-        return None;
-    }
-    let payload_len = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes")) as usize;
-    let seq = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
-    let synced = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
-    let payload_crc = u32::from_le_bytes(header[24..28].try_into().expect("4 bytes"));
-    let payload = rest.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + payload_len)?;
-    (crc32c::crc32c(payload) == payload_crc).then_some((payload_len, seq, synced))
+/// A record header's fields.
+struct Header {
+    payload_len: usize,
+    seq: u64,
+    synced: u64,
+    payload_crc: u32,
 }
 
-/// The offset of an intact record after `from` that says the log was durable past `seq`: proof
-/// that a damaged record at `from` holding `seq` had been synced, so it is not a torn write.
-fn later_record_synced_past(bytes: &[u8], from: usize, seq: u64) -> Option<usize> {
-    let end = bytes.iter().rposition(|&b| b != 0)? + 1;
-    (from + 1..end).find(|&at| {
-        intact_record(&bytes[at..]).is_some_and(|(_, later, synced)| later > seq && synced >= seq)
+/// The header at the start of `rest`, which holds at least [`RECORD_HEADER_BYTES`]; or the
+/// stored and computed checksums when they differ.
+fn read_header(rest: &[u8]) -> std::result::Result<Header, (u32, u32)> {
+    let h = &rest[..RECORD_HEADER_BYTES];
+    let stored = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes"));
+    let computed = crc32c::crc32c(&h[4..]);
+    if stored != computed {
+        return Err((stored, computed));
+    }
+    Ok(Header {
+        payload_len: u32::from_le_bytes(h[4..8].try_into().expect("4 bytes")) as usize,
+        seq: u64::from_le_bytes(h[8..16].try_into().expect("8 bytes")),
+        synced: u64::from_le_bytes(h[16..24].try_into().expect("8 bytes")),
+        payload_crc: u32::from_le_bytes(h[24..28].try_into().expect("4 bytes")),
     })
+}
+
+/// The header of the record at the start of `rest`, if the whole record is intact.
+fn intact_record(rest: &[u8]) -> Option<Header> {
+    if rest.len() < RECORD_HEADER_BYTES {
+        return None;
+    }
+    let header = read_header(rest).ok()?;
+    let payload = rest.get(RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + header.payload_len)?;
+    (crc32c::crc32c(payload) == header.payload_crc).then_some(header)
+}
+
+/// Whether a damaged record at `offset` of the newest segment, spanning to `end` and holding
+/// `seq`, is a torn write: some sector of it never landed, and no intact record after it says
+/// the log was durable past `seq` (which would make it damage to acknowledged data).
+fn torn_write(bytes: &[u8], offset: usize, end: usize, seq: u64) -> Result<bool, usize> {
+    if !unwritten_sector_within(bytes, offset, end) {
+        return Ok(false);
+    }
+    let Some(last) = bytes.iter().rposition(|&b| b != 0) else {
+        return Ok(true);
+    };
+    let vouching = (offset + 1..=last)
+        .find(|&at| intact_record(&bytes[at..]).is_some_and(|h| h.seq > seq && h.synced >= seq));
+    vouching.map_or(Ok(true), Err)
 }
 
 pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
@@ -197,31 +223,41 @@ pub fn replay_segment(
             torn = true;
             break;
         }
-        let header_crc = u32::from_le_bytes(rest[0..4].try_into().expect("4 bytes"));
-        let computed = crc32c::crc32c(&rest[4..RECORD_HEADER_BYTES]);
         // The first sequence number a damaged record here would hold.
         let expected = last_seq.map_or(0, |s| s + 1);
-        if header_crc != computed {
-            // Reserved space past the last record, or a header that only partly landed.
-            if is_last && rest.iter().all(|&b| b == 0) {
-                torn = true;
-                break;
-            }
-            if is_last && unwritten_sector_within(&bytes, offset, offset + RECORD_HEADER_BYTES) {
-                if let Some(at) = later_record_synced_past(&bytes, offset, expected) {
-                    return Err(corrupt(offset, format!("damaged record header, but the intact record at offset {at} shows it had been synced")));
-                }
-                torn = true;
-                break;
-            }
-            return Err(corrupt(
+        let vouched = |at: usize, part: &str| {
+            corrupt(
                 offset,
-                format!("record header checksum mismatch (stored {header_crc:#010x}, computed {computed:#010x})"),
-            ));
-        }
-        let payload_len = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes")) as usize;
-        let seq = u64::from_le_bytes(rest[8..16].try_into().expect("8 bytes"));
-        let payload_crc = u32::from_le_bytes(rest[24..28].try_into().expect("4 bytes"));
+                format!("damaged record {part}, but the intact record at offset {at} shows it had been synced"),
+            )
+        };
+        let Header {
+            payload_len,
+            seq,
+            payload_crc,
+            ..
+        } = match read_header(rest) {
+            Ok(header) => header,
+            // Reserved space past the last record, or a header that only partly landed.
+            Err(_) if is_last && rest.iter().all(|&b| b == 0) => {
+                torn = true;
+                break;
+            }
+            Err((stored, computed)) => {
+                let end = offset + RECORD_HEADER_BYTES;
+                if is_last
+                    && torn_write(&bytes, offset, end, expected)
+                        .map_err(|at| vouched(at, "header"))?
+                {
+                    torn = true;
+                    break;
+                }
+                return Err(corrupt(
+                    offset,
+                    format!("record header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"),
+                ));
+            }
+        };
         if rest.len() - RECORD_HEADER_BYTES < payload_len {
             torn = true;
             break;
@@ -230,10 +266,10 @@ pub fn replay_segment(
         let computed = crc32c::crc32c(payload);
         if computed != payload_crc {
             let end = offset + RECORD_HEADER_BYTES + payload_len;
-            if is_last && unwritten_sector_within(&bytes, offset, end) {
-                if let Some(at) = later_record_synced_past(&bytes, offset, seq.max(expected)) {
-                    return Err(corrupt(offset, format!("damaged record payload, but the intact record at offset {at} shows it had been synced")));
-                }
+            if is_last
+                && torn_write(&bytes, offset, end, seq.max(expected))
+                    .map_err(|at| vouched(at, "payload"))?
+            {
                 torn = true;
                 break;
             }
