@@ -188,14 +188,14 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__bench)
-            opts="-h -V --workload --records --operations --value-size --concurrency --consistency --seed --output --home --help --version"
+            opts="-h -V --workload --records --operations --value-size --concurrency --consistency --seed --dir --output --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --workload)
-                    COMPREPLY=($(compgen -W "a b c" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "a b c fsync" -- "${cur}"))
                     return 0
                     ;;
                 --records)
@@ -219,6 +219,10 @@ _kvctl() {
                     return 0
                     ;;
                 --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -121,13 +121,15 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -s h -l help -d 'Pri
 complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -s V -l version -d 'Print version'
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l workload -r -f -a "a\t'50 % reads, 50 % updates'
 b\t'95 % reads, 5 % updates'
-c\t'Reads only'"
+c\t'Reads only'
+fsync\t'No cluster: a disk check. Appends of --value-size bytes, each made durable (fdatasync) before the next, by --concurrency writers in --dir, --operations in all, as a node\'s WAL makes writes durable'"
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l records -d 'Records loaded before the run' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l operations -d 'Operations in the run' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l value-size -d 'Value size in bytes' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l concurrency -d 'Requests in flight' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l consistency -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l seed -d 'Seed of the key choice' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l dir -d 'Directory on the disk to check, for --workload fsync (default: the home directory)' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l output -r -f -a "table\t''
 json\t''"
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F

@@ -2,7 +2,8 @@
 //!
 //! Workload a is 50 % reads and 50 % updates, b 95 % / 5 %, c reads only; keys are drawn from
 //! a zipfian distribution (YCSB's, θ = 0.99) over the loaded records. The load phase writes
-//! every record first. Requests in flight are bounded by `--concurrency`.
+//! every record first. Requests in flight are bounded by `--concurrency`. `--workload fsync`, the
+//! disk check, is in `disk`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -62,7 +63,7 @@ fn key(i: u64) -> String {
     format!("user{i:012}")
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
         ProgressStyle::with_template(&format!(
@@ -80,11 +81,18 @@ struct Stats {
     errors: u64,
 }
 
-fn histogram() -> Histogram<u64> {
+/// Microseconds, from 1 µs to a minute, three significant digits.
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
 pub async fn run(home: &Path, args: BenchArgs) -> anyhow::Result<()> {
+    let Some(read_percent) = read_percent(args.workload) else {
+        bail!("--workload fsync checks a disk and needs no cluster: it does not run here");
+    };
+    if args.dir.is_some() {
+        bail!("--dir is for --workload fsync; workloads a, b and c run against the cluster");
+    }
     if args.records == 0 || args.concurrency == 0 {
         bail!("--records and --concurrency must be positive");
     }
@@ -121,11 +129,6 @@ pub async fn run(home: &Path, args: BenchArgs) -> anyhow::Result<()> {
     load.finish_and_clear();
 
     // Run.
-    let read_percent = match args.workload {
-        Workload::A => 50,
-        Workload::B => 95,
-        Workload::C => 100,
-    };
     let zipf = Arc::new(Zipfian::new(args.records));
     let run_bar = bar(
         args.operations,
@@ -194,6 +197,16 @@ pub async fn run(home: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let elapsed = start.elapsed();
     run_bar.finish_and_clear();
     report(&args, elapsed, &reads, &updates, errors)
+}
+
+/// The share of reads in a cluster workload (none for the disk check).
+fn read_percent(workload: Workload) -> Option<u32> {
+    match workload {
+        Workload::A => Some(50),
+        Workload::B => Some(95),
+        Workload::C => Some(100),
+        Workload::Fsync => None,
+    }
 }
 
 fn ms(micros: u64) -> f64 {

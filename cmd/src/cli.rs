@@ -189,6 +189,10 @@ pub enum Workload {
     B,
     /// Reads only.
     C,
+    /// No cluster: a disk check. Appends of --value-size bytes, each made durable (fdatasync)
+    /// before the next, by --concurrency writers in --dir, --operations in all, as a node's
+    /// WAL makes writes durable.
+    Fsync,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +216,9 @@ pub struct BenchArgs {
     /// Seed of the key choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Directory on the disk to check, for --workload fsync (default: the home directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }

@@ -6,7 +6,7 @@
 //! - `cluster`: `kvctl cluster up|down|status` and `kvctl status`; `process` starts and stops
 //!   the node processes of a local cluster.
 //! - `kv`: `kvctl get|put|delete`; `ring`: `kvctl ring`; `cert`: `kvctl cert`.
-//! - `bench`: `kvctl bench`, YCSB-style workloads.
+//! - `bench`: `kvctl bench`, YCSB-style workloads; `disk`: its disk check (`--workload fsync`).
 //! - `completions`: `kvctl completions SHELL`; `output`: tables and JSON.
 
 mod bench;
@@ -14,6 +14,7 @@ mod cert;
 mod cli;
 mod cluster;
 mod completions;
+mod disk;
 mod kv;
 mod node;
 mod output;
@@ -27,7 +28,7 @@ use anyhow::Context;
 use clap::Parser;
 use kvctl::home;
 
-use cli::{Cli, ClusterCommand, Command, NodeCommand};
+use cli::{Cli, ClusterCommand, Command, NodeCommand, Workload};
 
 /// mimalloc: the node's request path allocates many small buffers (messages, versions), and
 /// glibc's malloc showed up at ~12 % of a node's CPU under `kvctl bench`.
@@ -89,6 +90,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Put(args) => runtime()?.block_on(kv::put(&home()?, args))?,
         Command::Delete(args) => runtime()?.block_on(kv::delete(&home()?, args))?,
+        Command::Bench(args) if args.workload == Workload::Fsync => {
+            let dir = match &args.dir {
+                Some(dir) => dir.clone(),
+                None => home()?,
+            };
+            disk::run(&dir, &args)?
+        }
         // One thread drives the requests in flight: it shares the machine with the nodes.
         Command::Bench(args) => node_runtime(Some(1))?.block_on(bench::run(&home()?, args))?,
     }
