@@ -65,6 +65,16 @@ pub enum EngineError {
     #[error("engine directory {} is already open (lock held on {})", dir.display(), lock.display())]
     Locked { dir: PathBuf, lock: PathBuf },
 
+    #[error(
+        "no room to grow the write-ahead log {}: {source}; nothing was written, and writes \
+         resume once there is room",
+        file.display()
+    )]
+    WalFull {
+        file: PathBuf,
+        source: Arc<io::Error>,
+    },
+
     #[error("the write-ahead log failed earlier and refuses writes until the engine is reopened: {cause}")]
     WalPoisoned { cause: String },
 

@@ -4,6 +4,8 @@
 //! then simulates losing power: every byte not yet synced is discarded, except for a random prefix
 //! per file (a torn write that partly reached the disk), and every later append or sync fails.
 //! Whatever the engine acknowledged in `sync` mode must survive this.
+//!
+//! [`FaultFs::set_space_left`] simulates a disk filling up: log files cannot grow past it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -21,6 +23,8 @@ struct Shared {
     /// Crash when this many more appends have been made: (appends left, torn seed).
     crash_at_append: Option<(u64, u64)>,
     discarded: u64,
+    /// Bytes the log files may still take (None: no limit).
+    space_left: Option<u64>,
 }
 
 struct FileState {
@@ -78,6 +82,12 @@ impl FaultFs {
         self.shared.lock().crashed
     }
 
+    /// Lets log files take only `bytes` more (None: no limit); reserving more fails as on a full
+    /// disk (ENOSPC).
+    pub fn set_space_left(&self, bytes: Option<u64>) {
+        self.shared.lock().space_left = bytes;
+    }
+
     /// Unsynced bytes discarded by crashes so far.
     pub fn discarded_bytes(&self) -> u64 {
         self.shared.lock().discarded
@@ -94,10 +104,28 @@ struct FaultFile {
 }
 
 impl LogFile for FaultFile {
+    fn reserve(&mut self, additional: u64) -> io::Result<()> {
+        let shared = self.fs.lock();
+        if shared.crashed {
+            return Err(power_lost());
+        }
+        match shared.space_left {
+            // ENOSPC (Linux): "No space left on device".
+            Some(left) if additional > left => Err(io::Error::from_raw_os_error(28)),
+            _ => Ok(()),
+        }
+    }
+
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
         let mut shared = self.fs.lock();
         if shared.crashed {
             return Err(power_lost());
+        }
+        if let Some(left) = &mut shared.space_left {
+            if buf.len() as u64 > *left {
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            *left -= buf.len() as u64;
         }
         self.state.lock().unsynced.extend_from_slice(buf);
         if let Some((left, seed)) = shared.crash_at_append {

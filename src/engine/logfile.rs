@@ -7,6 +7,15 @@ use std::path::Path;
 
 /// An append-only file.
 pub trait LogFile: Send {
+    /// Makes room for `additional` more bytes after the appended ones, so that appending them
+    /// cannot run out of space. On error (a full disk) nothing has been appended and the file
+    /// can go on being appended to once there is room.
+    fn reserve(&mut self, additional: u64) -> io::Result<()> {
+        let _ = additional;
+        Ok(())
+    }
+    /// Appends `buf`. After an error the file may end in part of it: a log must not take
+    /// further appends.
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Makes every appended byte durable.
     fn sync(&mut self) -> io::Result<()>;
@@ -41,22 +50,27 @@ struct OsLogFile {
 }
 
 impl LogFile for OsLogFile {
-    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
-        let end = self.len + buf.len() as u64;
-        self.file.write_all_at(buf, self.len)?;
-        self.len = end;
-        if end > self.zeroed {
-            // Reserve the rest of the chunk the append ended in.
-            let target = end.div_ceil(PREALLOCATE_CHUNK_BYTES) * PREALLOCATE_CHUNK_BYTES;
-            static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-            let mut at = end;
-            while at < target {
-                let n = (target - at).min(ZEROS.len() as u64) as usize;
-                self.file.write_all_at(&ZEROS[..n], at)?;
-                at += n as u64;
-            }
-            self.zeroed = target;
+    fn reserve(&mut self, additional: u64) -> io::Result<()> {
+        let end = self.len + additional;
+        if end <= self.zeroed {
+            return Ok(());
         }
+        // Zeros up to the end of the chunk the bytes will end in. The file system takes the
+        // blocks now (or says it is full); what was zeroed stays zeroed if it fails midway.
+        let target = end.div_ceil(PREALLOCATE_CHUNK_BYTES) * PREALLOCATE_CHUNK_BYTES;
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        while self.zeroed < target {
+            let n = (target - self.zeroed).min(ZEROS.len() as u64) as usize;
+            self.file.write_all_at(&ZEROS[..n], self.zeroed)?;
+            self.zeroed += n as u64;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.reserve(buf.len() as u64)?;
+        self.file.write_all_at(buf, self.len)?;
+        self.len += buf.len() as u64;
         Ok(())
     }
 
@@ -66,6 +80,7 @@ impl LogFile for OsLogFile {
 
     fn finish(&mut self) -> io::Result<()> {
         self.file.set_len(self.len)?;
+        self.zeroed = self.len;
         self.file.sync_all()
     }
 }

@@ -387,6 +387,9 @@ impl Inner {
             seq += p.batch.len() as u64;
             user_bytes += p.batch.encoded_len() as u64;
         }
+        // A full disk shows here, before anything of the group is written: the group fails
+        // and the log takes later writes once there is room.
+        wal.writer.reserve(buf.len() as u64)?;
         let appended = wal
             .writer
             .append(buf)

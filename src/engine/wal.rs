@@ -162,6 +162,16 @@ impl WalWriter {
         self.id
     }
 
+    /// Makes room for `additional` bytes; on error nothing was written and the log goes on.
+    pub fn reserve(&mut self, additional: u64) -> Result<()> {
+        self.file
+            .reserve(additional)
+            .map_err(|e| EngineError::WalFull {
+                file: self.path.clone(),
+                source: Arc::new(e),
+            })
+    }
+
     pub fn append(&mut self, buf: &[u8]) -> Result<()> {
         self.file
             .append(buf)
