@@ -117,6 +117,12 @@ async fn shutdown_signal() {
 }
 
 pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
+    // A file-size limit (ulimit -f) reached must fail the write that reaches it (EFBIG, which
+    // the WAL reports like a full disk), not kill the node.
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let id_path = dir.join("node-id");
     let id = match (&args.node_id, fs::read_to_string(&id_path)) {
