@@ -126,7 +126,7 @@ fsync\t'No cluster: a disk check. Appends of --value-size bytes, each made durab
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l records -d 'Records loaded before the run' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l operations -d 'Operations in the run' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l value-size -d 'Value size in bytes' -r
-complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l concurrency -d 'Requests in flight' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l concurrency -d 'Requests in flight (for --workload fsync: writers, each with its own file; 3 is what the nodes of a local cluster do)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l consistency -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l seed -d 'Seed of the key choice' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l dir -d 'Directory on the disk to check, for --workload fsync (default: the home directory)' -r -F

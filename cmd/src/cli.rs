@@ -208,7 +208,8 @@ pub struct BenchArgs {
     /// Value size in bytes.
     #[arg(long, default_value_t = 1024)]
     pub value_size: usize,
-    /// Requests in flight.
+    /// Requests in flight (for --workload fsync: writers, each with its own file; 3 is what the
+    /// nodes of a local cluster do).
     #[arg(long, default_value_t = 32)]
     pub concurrency: usize,
     #[arg(long, default_value = "quorum", value_parser = parse_consistency)]

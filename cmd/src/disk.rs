@@ -58,6 +58,7 @@ fn measure(
     args: &BenchArgs,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<Measured> {
+    // Syncs handed out so far; a writer that fails pushes it past the end to stop the others.
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let writers: Vec<_> = (0..args.concurrency)
@@ -66,36 +67,58 @@ fn measure(
             let (next, bar) = (next.clone(), bar.clone());
             let (operations, size) = (args.operations, args.value_size);
             std::thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
-                let mut file = OsLogFs
-                    .create(&path)
-                    .with_context(|| format!("creating {}", path.display()))?;
-                let record = vec![0xA5u8; size];
-                let mut syncs = crate::bench::histogram();
-                while next.fetch_add(1, Ordering::Relaxed) < operations {
-                    let began = Instant::now();
-                    file.append(&record)
-                        .and_then(|()| file.sync())
-                        .with_context(|| format!("appending to {}", path.display()))?;
-                    let _ = syncs.record(began.elapsed().as_micros().max(1) as u64);
-                    bar.inc(1);
+                let written = write_and_sync(&path, size, operations, &next, &bar);
+                if written.is_err() {
+                    next.store(u64::MAX / 2, Ordering::Relaxed);
                 }
-                file.finish()
-                    .with_context(|| format!("closing {}", path.display()))?;
-                Ok(syncs)
+                written
             })
         })
         .collect();
+    // Every writer is joined before the scratch directory can go.
     let mut syncs = crate::bench::histogram();
+    let mut failed = None;
     for writer in writers {
-        let h = writer
-            .join()
-            .map_err(|_| anyhow::anyhow!("a writer thread panicked"))??;
-        syncs.add(h).expect("same bounds");
+        match writer.join() {
+            Ok(Ok(h)) => syncs.add(h).expect("same bounds"),
+            Ok(Err(e)) => failed = failed.or(Some(e)),
+            Err(_) => failed = failed.or(Some(anyhow::anyhow!("a writer thread panicked"))),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e);
     }
     Ok(Measured {
         syncs,
         elapsed: start.elapsed(),
     })
+}
+
+/// One writer: appends `size` bytes and syncs, while syncs are left to hand out.
+fn write_and_sync(
+    path: &Path,
+    size: usize,
+    operations: u64,
+    next: &AtomicU64,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut file = OsLogFs
+        .create(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let record = vec![0xA5u8; size];
+    let mut syncs = crate::bench::histogram();
+    while next.fetch_add(1, Ordering::Relaxed) < operations {
+        let began = Instant::now();
+        file.append(&record)
+            .with_context(|| format!("appending to {}", path.display()))?;
+        file.sync()
+            .with_context(|| format!("syncing {}", path.display()))?;
+        let _ = syncs.record(began.elapsed().as_micros().max(1) as u64);
+        bar.inc(1);
+    }
+    file.finish()
+        .with_context(|| format!("closing {}", path.display()))?;
+    Ok(syncs)
 }
 
 fn report(dir: &Path, args: &BenchArgs, m: &Measured) -> anyhow::Result<()> {

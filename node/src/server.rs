@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kvctl::engine::{Engine, Limits, Store};
+use kvctl::engine::{Engine, EngineError, Limits, Store};
 use kvctl::proto::{Consistency, ErrorKind, Member, MemberState, Request, Response};
 use kvctl::tls::Identity;
 use kvctl::transport::{serve_stream, size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
@@ -73,10 +73,11 @@ fn error(kind: ErrorKind, message: impl std::fmt::Display) -> Response {
 }
 
 /// A refused write (too many siblings, too large, a bad context) is the request's fault; a
-/// storage failure is the node's.
+/// full disk is a state that passes (retry later); any other storage failure is the node's.
 fn replica_error(e: ReplicaError) -> Response {
     match e {
         ReplicaError::Version(_) | ReplicaError::TooLarge { .. } => error(ErrorKind::BadRequest, e),
+        ReplicaError::Engine(EngineError::WalFull { .. }) => error(ErrorKind::Unavailable, e),
         e => error(ErrorKind::Internal, e),
     }
 }

@@ -61,7 +61,10 @@ impl LogFile for OsLogFile {
         static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
         while self.zeroed < target {
             let n = (target - self.zeroed).min(ZEROS.len() as u64) as usize;
-            self.file.write_all_at(&ZEROS[..n], self.zeroed)?;
+            if let Err(e) = self.file.write_all_at(&ZEROS[..n], self.zeroed) {
+                // Short of a whole chunk, but the bytes asked for may have room already.
+                return if self.zeroed >= end { Ok(()) } else { Err(e) };
+            }
             self.zeroed += n as u64;
         }
         Ok(())
@@ -89,7 +92,11 @@ impl LogFs for OsLogFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn LogFile>> {
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
         if let Some(dir) = path.parent() {
-            sync_dir(dir)?;
+            if let Err(e) = sync_dir(dir) {
+                // Not left behind to block the next attempt with the same name.
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
         }
         Ok(Box::new(OsLogFile {
             file,

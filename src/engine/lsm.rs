@@ -177,7 +177,21 @@ impl Engine {
         let version = Version::from_tables(tables);
 
         let last_flushed = index.last_flushed_seq()?;
-        let segments = wal::list_segments(&wal_dir)?;
+        let mut segments = wal::list_segments(&wal_dir)?;
+        // A segment created but never written to (a crash, or a failed rotation, right after
+        // it was made) holds nothing: the one before it is the newest.
+        while let Some(&id) = segments.last() {
+            let path = wal::segment_path(&wal_dir, id);
+            let len = std::fs::metadata(&path)
+                .map_err(|e| EngineError::io("reading WAL segment", &path, e))?
+                .len();
+            if len > 0 {
+                break;
+            }
+            std::fs::remove_file(&path)
+                .map_err(|e| EngineError::io("removing empty WAL segment", &path, e))?;
+            segments.pop();
+        }
         let new_segment = segments.last().map_or(1, |id| id + 1);
         let mut segment_ids = segments.clone();
         segment_ids.push(new_segment);
@@ -388,8 +402,13 @@ impl Inner {
             user_bytes += p.batch.encoded_len() as u64;
         }
         // A full disk shows here, before anything of the group is written: the group fails
-        // and the log takes later writes once there is room.
-        wal.writer.reserve(buf.len() as u64)?;
+        // and the log takes later writes once there is room. Other errors poison it.
+        if let Err(e) = wal.writer.reserve(buf.len() as u64) {
+            if !matches!(e, EngineError::WalFull { .. }) {
+                wal.poisoned = Some(e.to_string());
+            }
+            return Err(e);
+        }
         let appended = wal
             .writer
             .append(buf)
@@ -459,6 +478,10 @@ impl Inner {
         if self.state().active.is_empty() {
             return Ok(());
         }
+        // The next segment first: if it cannot be made (a full disk), nothing has changed and
+        // the next group tries again. Recovery ignores it while it is empty.
+        let id = wal.writer.id() + 1;
+        let writer = WalWriter::create(&self.options.log_fs, &self.wal_dir, id)?;
         // Older segments are always complete, synced and trimmed: only the newest may have a
         // torn tail or reserved space. A failed sync may have dropped the segment's dirty
         // pages: poison the log.
@@ -467,8 +490,6 @@ impl Inner {
             return Err(e);
         }
         wal.synced_seq = self.last_seq.load(Ordering::Acquire);
-        let id = wal.writer.id() + 1;
-        let writer = WalWriter::create(&self.options.log_fs, &self.wal_dir, id)?;
         {
             let mut state = self.state.write();
             let mut immutables = state.immutables.clone();

@@ -159,8 +159,24 @@ impl TableWriter {
     }
 
     /// Finishes the file durably under its final name. Returns its metadata (at `level`), its
-    /// block handles for the index, and its bloom filter.
+    /// block handles for the index, and its bloom filter. On error no file of the table is
+    /// left behind (nothing refers to it yet), so a retry on a full disk does not eat the room
+    /// it is waiting for.
     pub fn finish(
+        self,
+        level: u32,
+        bloom_bits_per_key: u32,
+    ) -> Result<(TableMeta, Vec<BlockHandle>, Bloom)> {
+        let (tmp, path) = (self.tmp_path.clone(), self.path.clone());
+        let finished = self.finish_durably(level, bloom_bits_per_key);
+        if finished.is_err() {
+            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(&path);
+        }
+        finished
+    }
+
+    fn finish_durably(
         mut self,
         level: u32,
         bloom_bits_per_key: u32,

@@ -27,6 +27,7 @@
 //! began.
 
 use std::fs::{self, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -162,14 +163,18 @@ impl WalWriter {
         self.id
     }
 
-    /// Makes room for `additional` bytes; on error nothing was written and the log goes on.
+    /// Makes room for `additional` bytes. On error nothing of a record was written; a full
+    /// disk (or file-size limit, or quota) is `WalFull`, after which the log goes on.
     pub fn reserve(&mut self, additional: u64) -> Result<()> {
-        self.file
-            .reserve(additional)
-            .map_err(|e| EngineError::WalFull {
+        self.file.reserve(additional).map_err(|e| match e.kind() {
+            io::ErrorKind::StorageFull
+            | io::ErrorKind::FileTooLarge
+            | io::ErrorKind::QuotaExceeded => EngineError::WalFull {
                 file: self.path.clone(),
                 source: Arc::new(e),
-            })
+            },
+            _ => EngineError::io("reserving room in WAL", &self.path, e),
+        })
     }
 
     pub fn append(&mut self, buf: &[u8]) -> Result<()> {
