@@ -260,13 +260,17 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__cert__subcmd__ca)
-            opts="-h -V --out --home --help --version"
+            opts="-h -V --out --days --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --days)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -282,7 +286,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__cert__subcmd__client)
-            opts="-h -V --ca-dir --name --out --home --help --version"
+            opts="-h -V --ca-dir --name --out --days --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -297,6 +301,10 @@ _kvctl() {
                     return 0
                     ;;
                 --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --days)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -382,7 +390,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__cert__subcmd__node)
-            opts="-h -V --ca-dir --id --hosts --out --home --help --version"
+            opts="-h -V --ca-dir --id --hosts --out --days --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -401,6 +409,10 @@ _kvctl() {
                     return 0
                     ;;
                 --out)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --days)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -143,6 +143,7 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and not __fish_seen_su
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and not __fish_seen_subcommand_from ca node client help" -f -a "client" -d 'Create a client certificate signed by the CA in --ca-dir'
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and not __fish_seen_subcommand_from ca node client help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l out -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l days -d 'Days the CA is valid for (certificates it signs stop working when it expires)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s V -l version -d 'Print version'
@@ -150,12 +151,14 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcom
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l id -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l hosts -d 'Extra host names or IP addresses the node is reached by' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l out -d 'Where to write node.pem, node.key (and a copy of ca.pem)' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l days -d 'Days the certificate is valid for' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -s V -l version -d 'Print version'
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l ca-dir -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l name -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l out -d 'Where to write client.pem, client.key (and a copy of ca.pem)' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l days -d 'Days the certificate is valid for' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -s V -l version -d 'Print version'

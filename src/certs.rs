@@ -4,9 +4,14 @@
 //! client verifies any node of the cluster by that name plus the cluster CA, whatever address it
 //! dialled. Node certificates are valid for both server and client authentication (nodes call
 //! each other); client certificates only for client authentication.
+//!
+//! Every certificate has a [`Validity`]: by default the CA for [`CA_LIFETIME_DAYS`], node and
+//! client certificates for [`CERT_LIFETIME_DAYS`] (CockroachDB's defaults). A peer whose
+//! certificate has expired, or is not valid yet, is refused at the handshake.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -32,6 +37,37 @@ pub enum CertError {
     Exists { path: PathBuf },
 }
 
+/// Default lifetime of a cluster CA: ten years.
+pub const CA_LIFETIME_DAYS: u32 = 3650;
+/// Default lifetime of node and client certificates: five years.
+pub const CERT_LIFETIME_DAYS: u32 = 1825;
+/// Certificates are valid from this long before they are made, so that a peer whose clock is a
+/// little behind accepts them at once.
+const CLOCK_SKEW_ALLOWANCE: Duration = Duration::from_secs(3600);
+
+/// When a certificate is valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+impl Validity {
+    /// Valid from now (less an hour, for clocks a little behind) for `days` days.
+    pub fn days(days: u32) -> Validity {
+        let now = SystemTime::now();
+        Validity {
+            not_before: now - CLOCK_SKEW_ALLOWANCE,
+            not_after: now + Duration::from_secs(u64::from(days) * 86_400),
+        }
+    }
+
+    fn apply(&self, params: &mut CertificateParams) {
+        params.not_before = self.not_before.into();
+        params.not_after = self.not_after.into();
+    }
+}
+
 /// A certificate and its private key, PEM encoded.
 #[derive(Debug, Clone)]
 pub struct Pem {
@@ -55,20 +91,29 @@ fn ca_params() -> CertificateParams {
     params
 }
 
-/// A new cluster CA.
-pub fn new_ca() -> Result<Pem, CertError> {
+/// A new cluster CA, valid for `validity`.
+pub fn new_ca(validity: Validity) -> Result<Pem, CertError> {
     let key = KeyPair::generate()?;
-    let cert = ca_params().self_signed(&key)?;
+    let mut params = ca_params();
+    validity.apply(&mut params);
+    let cert = params.self_signed(&key)?;
     Ok(Pem {
         cert: cert.pem(),
         key: key.serialize_pem(),
     })
 }
 
-fn issue(ca: &Pem, common_name: &str, names: &[String], server: bool) -> Result<Pem, CertError> {
+fn issue(
+    ca: &Pem,
+    common_name: &str,
+    names: &[String],
+    server: bool,
+    validity: Validity,
+) -> Result<Pem, CertError> {
     let ca_key = KeyPair::from_pem(&ca.key)?;
     let issuer = Issuer::new(ca_params(), ca_key);
     let mut params = CertificateParams::new(names.to_vec())?;
+    validity.apply(&mut params);
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
     params.distinguished_name = dn;
@@ -90,8 +135,13 @@ fn issue(ca: &Pem, common_name: &str, names: &[String], server: bool) -> Result<
 }
 
 /// A node certificate for `node_id`, valid for [`NODE_SERVER_NAME`], `localhost`, 127.0.0.1
-/// and the extra host names or addresses given.
-pub fn new_node(ca: &Pem, node_id: &str, hosts: &[String]) -> Result<Pem, CertError> {
+/// and the extra host names or addresses given, during `validity`.
+pub fn new_node(
+    ca: &Pem,
+    node_id: &str,
+    hosts: &[String],
+    validity: Validity,
+) -> Result<Pem, CertError> {
     let mut names = vec![
         NODE_SERVER_NAME.to_string(),
         "localhost".into(),
@@ -99,12 +149,12 @@ pub fn new_node(ca: &Pem, node_id: &str, hosts: &[String]) -> Result<Pem, CertEr
     ];
     names.extend(hosts.iter().cloned());
     names.dedup();
-    issue(ca, &format!("kvctl node {node_id}"), &names, true)
+    issue(ca, &format!("kvctl node {node_id}"), &names, true, validity)
 }
 
-/// A client certificate.
-pub fn new_client(ca: &Pem, name: &str) -> Result<Pem, CertError> {
-    issue(ca, &format!("kvctl client {name}"), &[], false)
+/// A client certificate, valid during `validity`.
+pub fn new_client(ca: &Pem, name: &str, validity: Validity) -> Result<Pem, CertError> {
+    issue(ca, &format!("kvctl client {name}"), &[], false, validity)
 }
 
 /// Where a certificate set lives in a directory: `<stem>.pem` and `<stem>.key`.

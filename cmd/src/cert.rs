@@ -3,14 +3,14 @@
 use std::fs;
 
 use anyhow::Context;
-use kvctl::certs;
+use kvctl::certs::{self, Validity};
 
 use crate::cli::CertCommand;
 
 pub fn run(command: CertCommand) -> anyhow::Result<()> {
     match command {
         CertCommand::Ca(args) => {
-            certs::write(&args.out, "ca", &certs::new_ca()?)?;
+            certs::write(&args.out, "ca", &certs::new_ca(Validity::days(args.days))?)?;
             println!(
                 "wrote {0}/ca.pem and {0}/ca.key (keep ca.key private)",
                 args.out.display()
@@ -21,7 +21,7 @@ pub fn run(command: CertCommand) -> anyhow::Result<()> {
             certs::write(
                 &args.out,
                 "node",
-                &certs::new_node(&ca, &args.id, &args.hosts)?,
+                &certs::new_node(&ca, &args.id, &args.hosts, Validity::days(args.days))?,
             )?;
             fs::write(args.out.join("ca.pem"), &ca.cert)?;
             println!(
@@ -32,7 +32,8 @@ pub fn run(command: CertCommand) -> anyhow::Result<()> {
         }
         CertCommand::Client(args) => {
             let ca = certs::read(&args.ca_dir, "ca").context("reading the CA")?;
-            certs::write(&args.out, "client", &certs::new_client(&ca, &args.name)?)?;
+            let client = certs::new_client(&ca, &args.name, Validity::days(args.days))?;
+            certs::write(&args.out, "client", &client)?;
             fs::write(args.out.join("ca.pem"), &ca.cert)?;
             println!(
                 "wrote {0}/client.pem, {0}/client.key and {0}/ca.pem",

@@ -238,6 +238,10 @@ pub enum CertCommand {
 pub struct CertOut {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Days the CA is valid for (certificates it signs stop working when it expires).
+    #[arg(long, default_value_t = kvctl::certs::CA_LIFETIME_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -253,6 +257,10 @@ pub struct CertNodeArgs {
     /// Where to write node.pem, node.key (and a copy of ca.pem).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Days the certificate is valid for.
+    #[arg(long, default_value_t = kvctl::certs::CERT_LIFETIME_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +272,10 @@ pub struct CertClientArgs {
     /// Where to write client.pem, client.key (and a copy of ca.pem).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Days the certificate is valid for.
+    #[arg(long, default_value_t = kvctl::certs::CERT_LIFETIME_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub days: u32,
 }
 
 #[derive(Debug, Args)]

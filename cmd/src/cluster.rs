@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use kvctl::certs;
+use kvctl::certs::{self, Validity};
 use kvctl::client::Client;
 use kvctl::home::{self, ClusterFile, NodeEntry};
 use kvctl::ring::{build_balanced, Ring};
@@ -36,9 +36,10 @@ fn create(home: &Path, args: &ClusterUpArgs) -> anyhow::Result<ClusterFile> {
         bail!("--replication must be at least 1");
     }
     let certs_dir = home::certs_dir(home);
-    let ca = certs::new_ca()?;
+    let ca = certs::new_ca(Validity::days(certs::CA_LIFETIME_DAYS))?;
     certs::write(&certs_dir, "ca", &ca)?;
-    certs::write(&certs_dir, "client", &certs::new_client(&ca, "cli")?)?;
+    let client = certs::new_client(&ca, "cli", Validity::days(certs::CERT_LIFETIME_DAYS))?;
+    certs::write(&certs_dir, "client", &client)?;
     let ids: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
     let ring = build_balanced(&ids, VNODES);
     let mut nodes = Vec::new();
@@ -55,7 +56,8 @@ fn create(home: &Path, args: &ClusterUpArgs) -> anyhow::Result<ClusterFile> {
         };
         let dir = node_dir(home, &entry);
         let node_certs = dir.join("certs");
-        certs::write(&node_certs, "node", &certs::new_node(&ca, id, &[])?)?;
+        let node = certs::new_node(&ca, id, &[], Validity::days(certs::CERT_LIFETIME_DAYS))?;
+        certs::write(&node_certs, "node", &node)?;
         fs::copy(certs_dir.join("ca.pem"), node_certs.join("ca.pem"))?;
         let tokens: String = ring
             .tokens_of(id)

@@ -1,5 +1,6 @@
-//! Nodes refuse clients without a certificate or with one from another CA, answer garbage
-//! from a trusted client with an error, and keep serving.
+//! Nodes refuse clients without a certificate, with one from another CA, or with an expired or
+//! not yet valid one from their own CA; answer garbage from a trusted client with an error; and
+//! keep serving.
 
 mod common;
 
@@ -7,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::Cluster;
-use kvctl::certs::{self, NODE_SERVER_NAME};
+use kvctl::certs::{self, Validity, NODE_SERVER_NAME};
 use kvctl::client::Client;
 use kvctl::proto::{self, ErrorKind, Response};
 use kvctl::tls::Identity;
@@ -60,8 +61,8 @@ fn cluster_refuses_untrusted_clients_and_survives_garbage() {
 
     // A certificate from another CA: refused.
     rt.block_on(async {
-        let other_ca = certs::new_ca().unwrap();
-        let other = certs::new_client(&other_ca, "intruder").unwrap();
+        let other_ca = certs::new_ca(Validity::days(1)).unwrap();
+        let other = certs::new_client(&other_ca, "intruder", Validity::days(1)).unwrap();
         let identity = Identity::new(&other, &ca_pem).unwrap();
         let client = Client::new(&identity, vec![addr]).unwrap();
         let err = client.status(Some(addr)).await.unwrap_err().to_string();
@@ -69,6 +70,41 @@ fn cluster_refuses_untrusted_clients_and_survives_garbage() {
             err.contains("TLS") || err.contains("handshake") || err.contains("closed"),
             "{err}"
         );
+    });
+
+    // Certificates from the cluster's own CA that have expired, or are not valid yet: refused.
+    // The same CA's current certificate is accepted (so the refusals are about the dates).
+    let ca = certs::read(&certs_dir, "ca").unwrap();
+    let day = std::time::Duration::from_secs(86_400);
+    let now = std::time::SystemTime::now();
+    let expired = Validity {
+        not_before: now - 3 * day,
+        not_after: now - day,
+    };
+    let not_yet = Validity {
+        not_before: now + day,
+        not_after: now + 3 * day,
+    };
+    for (what, validity) in [("expired", expired), ("not yet valid", not_yet)] {
+        rt.block_on(async {
+            let own = certs::new_client(&ca, what, validity).unwrap();
+            let identity = Identity::new(&own, &ca_pem).unwrap();
+            let client = Client::new(&identity, vec![addr]).unwrap();
+            let err = client.status(Some(addr)).await.unwrap_err().to_string();
+            assert!(
+                err.contains("TLS") || err.contains("handshake") || err.contains("closed"),
+                "{what}: {err}"
+            );
+        });
+    }
+    rt.block_on(async {
+        let own = certs::new_client(&ca, "current", Validity::days(1)).unwrap();
+        let identity = Identity::new(&own, &ca_pem).unwrap();
+        let client = Client::new(&identity, vec![addr]).unwrap();
+        client
+            .status(Some(addr))
+            .await
+            .expect("a current certificate is accepted");
     });
 
     // A trusted client sending garbage gets an error reply, and the node keeps serving.
