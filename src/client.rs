@@ -72,6 +72,7 @@ impl Client {
         let own = certs::read(&dir, "client")?;
         let ca = certs::read_cert(&dir, "ca")?;
         let identity = Identity::new(&own, &ca)?;
+        identity.check_valid_now(&certs::paths(&dir, "client").0)?;
         Client::new(&identity, cluster.nodes.iter().map(|n| n.addr).collect())
     }
 

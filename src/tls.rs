@@ -1,12 +1,13 @@
 //! Mutual TLS for QUIC: rustls configurations that accept only peers whose certificate is
 //! signed by the cluster CA, for node endpoints and for clients.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
@@ -29,6 +30,12 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("QUIC crypto configuration: {0}")]
     Quic(String),
+    #[error(
+        "{}: peers would refuse this certificate ({reason}); make a new one with `kvctl cert` \
+         (for a local cluster: `kvctl cluster up` with a new home)",
+        path.display()
+    )]
+    Unusable { path: PathBuf, reason: String },
 }
 
 /// A party's certificate and key, and the CA it trusts.
@@ -72,6 +79,22 @@ impl Identity {
             key,
             roots: Arc::new(roots),
         })
+    }
+
+    /// Checks the own certificate (read from `path`) as a peer would now: signed by the trusted
+    /// CA, within its validity, fit for client authentication (nodes call each other too). A
+    /// node or client whose certificate has expired says so at once, instead of failing every
+    /// handshake.
+    pub fn check_valid_now(&self, path: &Path) -> Result<(), TlsError> {
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider()).build()?;
+        verifier
+            .verify_client_cert(&self.cert[0], &self.cert[1..], UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| TlsError::Unusable {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })
     }
 }
 

@@ -23,7 +23,9 @@ pub fn identity(dir: &Path) -> anyhow::Result<Identity> {
     let certs_dir = dir.join("certs");
     let own = certs::read(&certs_dir, "node").context("reading the node certificate")?;
     let ca = certs::read_cert(&certs_dir, "ca").context("reading the cluster CA certificate")?;
-    Ok(Identity::new(&own, &ca)?)
+    let identity = Identity::new(&own, &ca)?;
+    identity.check_valid_now(&certs::paths(&certs_dir, "node").0)?;
+    Ok(identity)
 }
 
 fn write_durably(path: &Path, text: &str) -> anyhow::Result<()> {
