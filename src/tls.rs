@@ -8,6 +8,7 @@ use std::time::Duration;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
@@ -86,15 +87,19 @@ impl Identity {
     /// node or client whose certificate has expired says so at once, instead of failing every
     /// handshake.
     pub fn check_valid_now(&self, path: &Path) -> Result<(), TlsError> {
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider()).build()?;
-        verifier
+        self.client_verifier()?
             .verify_client_cert(&self.cert[0], &self.cert[1..], UnixTime::now())
             .map(|_| ())
             .map_err(|e| TlsError::Unusable {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })
+    }
+
+    /// Accepts client certificates signed by the trusted CA, valid now, fit for client
+    /// authentication: how a node checks whoever connects to it.
+    fn client_verifier(&self) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+        Ok(WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider()).build()?)
     }
 }
 
@@ -136,11 +141,9 @@ pub fn peer_is_node(conn: &quinn::Connection) -> bool {
 
 /// A node's server side: presents its certificate, requires a client certificate from the CA.
 pub fn server_config(id: &Identity) -> Result<quinn::ServerConfig, TlsError> {
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(id.roots.clone(), provider()).build()?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(id.client_verifier()?)
         .with_single_cert(id.cert.clone(), id.key.clone_key())?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;

@@ -209,7 +209,8 @@ fn read_percent(workload: Workload) -> Option<u32> {
     }
 }
 
-fn ms(micros: u64) -> f64 {
+/// Microseconds as milliseconds.
+pub(crate) fn ms(micros: u64) -> f64 {
     micros as f64 / 1000.0
 }
 

@@ -123,9 +123,15 @@ fn write_and_sync(
 
 fn report(dir: &Path, args: &BenchArgs, m: &Measured) -> anyhow::Result<()> {
     let h = &m.syncs;
-    let ms = |micros: u64| micros as f64 / 1000.0;
     let rate = h.len() as f64 / m.elapsed.as_secs_f64();
     let stalls = h.count_between(STALL.as_micros() as u64, h.max());
+    let [p50, p99, p999, max] = [
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max(),
+    ]
+    .map(crate::bench::ms);
     match args.output {
         Output::Json => output::json(&serde_json::json!({
             "workload": "fsync",
@@ -135,10 +141,10 @@ fn report(dir: &Path, args: &BenchArgs, m: &Measured) -> anyhow::Result<()> {
             "syncs": h.len(),
             "seconds": m.elapsed.as_secs_f64(),
             "syncs_per_sec": rate,
-            "p50_ms": ms(h.value_at_quantile(0.5)),
-            "p99_ms": ms(h.value_at_quantile(0.99)),
-            "p999_ms": ms(h.value_at_quantile(0.999)),
-            "max_ms": ms(h.max()),
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "p999_ms": p999,
+            "max_ms": max,
             "stalls": stalls,
             "stall_ms": STALL.as_millis() as u64,
         }))?,
@@ -153,6 +159,8 @@ fn report(dir: &Path, args: &BenchArgs, m: &Measured) -> anyhow::Result<()> {
                 dir.display(),
                 STALL.as_millis(),
             );
+            let mut row = vec!["append + fdatasync".to_string(), h.len().to_string()];
+            row.extend([p50, p99, p999, max].map(|v| format!("{v:.2}")));
             output::table(
                 &[
                     "operation",
@@ -162,14 +170,7 @@ fn report(dir: &Path, args: &BenchArgs, m: &Measured) -> anyhow::Result<()> {
                     "p99.9 ms",
                     "max ms",
                 ],
-                vec![vec![
-                    "append + fdatasync".to_string(),
-                    h.len().to_string(),
-                    format!("{:.2}", ms(h.value_at_quantile(0.5))),
-                    format!("{:.2}", ms(h.value_at_quantile(0.99))),
-                    format!("{:.2}", ms(h.value_at_quantile(0.999))),
-                    format!("{:.2}", ms(h.max())),
-                ]],
+                vec![row],
             )?;
         }
     }

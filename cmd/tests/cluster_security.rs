@@ -59,18 +59,22 @@ fn cluster_refuses_untrusted_clients_and_survives_garbage() {
         );
     });
 
+    // `kvctl status` against node 1 with a given client certificate.
+    let status_as = |own: &certs::Pem| {
+        let identity = Identity::new(own, &ca_pem).unwrap();
+        rt.block_on(async {
+            let client = Client::new(&identity, vec![addr]).unwrap();
+            client.status(Some(addr)).await
+        })
+    };
     // A certificate from another CA: refused.
-    rt.block_on(async {
-        let other_ca = certs::new_ca(Validity::days(1)).unwrap();
-        let other = certs::new_client(&other_ca, "intruder", Validity::days(1)).unwrap();
-        let identity = Identity::new(&other, &ca_pem).unwrap();
-        let client = Client::new(&identity, vec![addr]).unwrap();
-        let err = client.status(Some(addr)).await.unwrap_err().to_string();
-        assert!(
-            err.contains("TLS") || err.contains("handshake") || err.contains("closed"),
-            "{err}"
-        );
-    });
+    let other_ca = certs::new_ca(Validity::days(1)).unwrap();
+    let other = certs::new_client(&other_ca, "intruder", Validity::days(1)).unwrap();
+    let err = status_as(&other).unwrap_err().to_string();
+    assert!(
+        err.contains("TLS") || err.contains("handshake") || err.contains("closed"),
+        "{err}"
+    );
 
     // Certificates from the cluster's own CA that have expired, or are not valid yet: refused.
     // The same CA's current certificate is accepted (so the refusals are about the dates).
@@ -89,26 +93,15 @@ fn cluster_refuses_untrusted_clients_and_survives_garbage() {
         ("expired", expired, "certificate expired"),
         ("not yet valid", not_yet, "certificate not valid yet"),
     ] {
-        rt.block_on(async {
-            let own = certs::new_client(&ca, what, validity).unwrap();
-            let identity = Identity::new(&own, &ca_pem).unwrap();
-            let client = Client::new(&identity, vec![addr]).unwrap();
-            let err = client.status(Some(addr)).await.unwrap_err().to_string();
-            assert!(
-                err.contains("TLS handshake failed") && err.contains(says),
-                "{what}: {err}"
-            );
-        });
+        let own = certs::new_client(&ca, what, validity).unwrap();
+        let err = status_as(&own).unwrap_err().to_string();
+        assert!(
+            err.contains("TLS handshake failed") && err.contains(says),
+            "{what}: {err}"
+        );
     }
-    rt.block_on(async {
-        let own = certs::new_client(&ca, "current", Validity::days(1)).unwrap();
-        let identity = Identity::new(&own, &ca_pem).unwrap();
-        let client = Client::new(&identity, vec![addr]).unwrap();
-        client
-            .status(Some(addr))
-            .await
-            .expect("a current certificate is accepted");
-    });
+    let current = certs::new_client(&ca, "current", Validity::days(1)).unwrap();
+    status_as(&current).expect("a current certificate is accepted");
 
     // A trusted client sending garbage gets an error reply, and the node keeps serving.
     rt.block_on(async {

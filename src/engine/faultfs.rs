@@ -98,6 +98,11 @@ fn power_lost() -> io::Error {
     io::Error::other("simulated power loss")
 }
 
+/// A full disk: ENOSPC (Linux), "No space left on device".
+fn no_space() -> io::Error {
+    io::Error::from_raw_os_error(28)
+}
+
 struct FaultFile {
     fs: Arc<Mutex<Shared>>,
     state: Arc<Mutex<FileState>>,
@@ -110,8 +115,7 @@ impl LogFile for FaultFile {
             return Err(power_lost());
         }
         match shared.space_left {
-            // ENOSPC (Linux): "No space left on device".
-            Some(left) if additional > left => Err(io::Error::from_raw_os_error(28)),
+            Some(left) if additional > left => Err(no_space()),
             _ => Ok(()),
         }
     }
@@ -123,7 +127,7 @@ impl LogFile for FaultFile {
         }
         if let Some(left) = &mut shared.space_left {
             if buf.len() as u64 > *left {
-                return Err(io::Error::from_raw_os_error(28));
+                return Err(no_space());
             }
             *left -= buf.len() as u64;
         }
