@@ -4,12 +4,14 @@
 //! - [`engine`]: the storage engine every node keeps its data in: an LSM tree (WAL, memtable,
 //!   SSTables with bloom filters, block cache, compaction) whose manifest and block index live
 //!   in LMDB.
-//!
-//! The ring, versions (vector clocks), protocol, transport and client SDK join this crate as
-//! the cluster is built.
+//! - [`ring`]: the consistent-hash ring; [`version`]: dotted version vectors and siblings;
+//!   [`context`]: the causal context tokens nodes seal with the cluster secret.
+//! - [`proto`]: the wire messages; [`transport`]: QUIC requests; [`tls`] and [`certs`]: mutual
+//!   TLS and the certificates; [`client`]: the client SDK; [`home`]: a cluster's directory.
 
 pub mod certs;
 pub mod client;
+pub mod context;
 pub mod durable_file;
 pub mod engine;
 pub mod home;

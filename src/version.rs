@@ -8,7 +8,8 @@
 //! # Reads and writes
 //!
 //! A get returns the live values of the siblings together with their causal context
-//! ([`Siblings::context`]), handed to clients as an opaque token ([`VClock::to_token`]). A put
+//! ([`Siblings::context`]), handed to clients as an opaque token the nodes seal
+//! ([`crate::context`]). A put
 //! (or delete) sends that token back; the coordinating node builds the new version with
 //! [`new_version_against`] and every replica merges it into what it stores with
 //! [`Siblings::merge`]. The new version then supersedes exactly the versions the get saw, and
@@ -59,13 +60,10 @@ pub const SIBLINGS_MAX: usize = 64;
 /// The most entries a vector clock keeps; older entries are pruned past this.
 pub const CLOCK_ENTRIES_MAX: usize = 16;
 
-/// The longest context token [`VClock::from_token`] accepts, in characters (64 KiB).
-pub const TOKEN_CHARS_MAX: usize = 64 * 1024;
-
 /// The format byte that starts every [`Siblings::encode`] output.
 pub const SIBLINGS_FORMAT: u8 = 2;
 
-/// Largest counter a context token may carry: far beyond any real node's writes, far below
+/// Largest counter a clock may carry: far beyond any real node's writes, far below
 /// `u64::MAX`, where new dots would saturate and collide.
 pub const COUNTER_MAX: u64 = 1 << 62;
 
@@ -205,45 +203,30 @@ impl VClock {
         self.entries.iter().cmp(other.entries.iter())
     }
 
-    /// Encodes the clock as an opaque context token: CBOR, then lowercase hex.
-    pub fn to_token(&self) -> String {
+    /// Encodes the clock as CBOR (what a context token seals, see [`crate::context`]).
+    pub fn encode(&self) -> Vec<u8> {
         let mut cbor = Vec::new();
         ciborium::into_writer(self, &mut cbor).expect("a vector clock always encodes to CBOR");
-        hex_encode(&cbor)
+        cbor
     }
 
-    /// Decodes a context token made by [`VClock::to_token`], refusing anything else.
-    pub fn from_token(token: &str) -> Result<VClock, VersionError> {
-        let bad = |reason: String| VersionError::BadContext { reason };
-        if token.is_empty() {
-            return Err(bad(
-                "the token is empty (omit it to write without context)".into()
-            ));
-        }
-        if token.len() > TOKEN_CHARS_MAX {
-            return Err(bad(format!(
-                "the token is {} characters, over the limit of {TOKEN_CHARS_MAX}",
-                token.len()
-            )));
-        }
-        let bytes = hex_decode(token).map_err(bad)?;
-        let clock: VClock =
-            decode_cbor(&bytes).map_err(|reason| bad(format!("not a vector clock: {reason}")))?;
+    /// Decodes a clock made by [`VClock::encode`], refusing anything no node makes: trailing
+    /// bytes, empty node ids, zero counters, counters above [`COUNTER_MAX`].
+    pub fn decode(bytes: &[u8]) -> Result<VClock, String> {
+        let clock: VClock = decode_cbor(bytes)?;
         for (node, entry) in &clock.entries {
             if node.is_empty() {
-                return Err(bad("the clock has an entry with an empty node id".into()));
+                return Err("the clock has an entry with an empty node id".into());
             }
             if entry.counter == 0 {
-                return Err(bad(format!(
-                    "the clock entry of node {node:?} has counter 0"
-                )));
+                return Err(format!("the clock entry of node {node:?} has counter 0"));
             }
             // A counter near the top would pin the node's next dots (they saturate).
             if entry.counter > COUNTER_MAX {
-                return Err(bad(format!(
+                return Err(format!(
                     "the clock entry of node {node:?} has counter {} (at most {COUNTER_MAX})",
                     entry.counter
-                )));
+                ));
             }
         }
         Ok(clock)
@@ -694,40 +677,6 @@ fn decode_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String
     Ok(value)
 }
 
-/// Encodes bytes as lowercase hex.
-fn hex_encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 0xf)] as char);
-    }
-    out
-}
-
-/// Decodes hex (either case), explaining what is wrong.
-fn hex_decode(text: &str) -> Result<Vec<u8>, String> {
-    let digits = text.as_bytes();
-    if !digits.len().is_multiple_of(2) {
-        return Err(format!(
-            "the token has an odd number of hex digits ({})",
-            digits.len()
-        ));
-    }
-    let nibble = |i: usize| -> Result<u8, String> {
-        let c = digits[i];
-        match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            b'A'..=b'F' => Ok(c - b'A' + 10),
-            _ => Err(format!("the token has a non-hex character at position {i}")),
-        }
-    };
-    (0..digits.len() / 2)
-        .map(|i| Ok(nibble(2 * i)? << 4 | nibble(2 * i + 1)?))
-        .collect()
-}
-
 /// Serde support for `Option<Vec<u8>>` as a CBOR byte string (rather than an array of numbers).
 mod opt_bytes {
     use super::fmt;
@@ -1082,46 +1031,41 @@ mod tests {
     }
 
     #[test]
-    fn token_round_trip() {
+    fn clock_encoding_round_trips() {
         for c in [
             VClock::new(),
             clock(&[("a", 1, 5)]),
             clock(&[("node-1", 3, 1_700_000_000_000), ("node-2", 9, u64::MAX)]),
         ] {
-            let token = c.to_token();
-            assert!(token
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
-            assert_eq!(VClock::from_token(&token), Ok(c.clone()));
-            assert_eq!(VClock::from_token(&token.to_uppercase()), Ok(c));
+            assert_eq!(VClock::decode(&c.encode()), Ok(c.clone()));
         }
     }
 
     #[test]
-    fn bad_tokens_are_refused_with_a_reason() {
-        let reason = |t: &str| match VClock::from_token(t) {
-            Err(VersionError::BadContext { reason }) => reason,
-            other => panic!("expected BadContext for {t:?}, got {other:?}"),
-        };
-        assert!(reason("").contains("empty"));
-        assert!(reason("abc").contains("odd"));
-        assert!(reason("zz").contains("non-hex"));
-        assert!(reason("a0ff").contains("not a vector clock"));
-        assert!(reason(&"00".repeat(TOKEN_CHARS_MAX)).contains("over the limit"));
+    fn bad_clock_encodings_are_refused_with_a_reason() {
+        let reason = |b: &[u8]| VClock::decode(b).unwrap_err();
+        assert!(!reason(&[0xa0, 0xff]).is_empty());
         // Valid CBOR, but not a clock.
-        assert!(reason("01").contains("not a vector clock"));
-        // A valid token with trailing bytes.
-        let token = clock(&[("a", 1, 5)]).to_token() + "00";
-        assert!(reason(&token).contains("trailing"));
-        // A clock nobody made: a zero counter, an empty node id.
+        assert!(!reason(&[0x01]).is_empty());
+        // A valid clock with trailing bytes.
+        let mut bytes = clock(&[("a", 1, 5)]).encode();
+        bytes.push(0);
+        assert!(reason(&bytes).contains("trailing"));
+        // A clock nobody made: a zero counter, an empty node id, a counter past the end.
         let mut c = VClock::new();
         c.entries.insert("a".into(), ClockEntry::default());
-        assert!(reason(&c.to_token()).contains("counter 0"));
+        assert!(reason(&c.encode()).contains("counter 0"));
         let c = clock(&[("", 1, 1)]);
-        assert!(reason(&c.to_token()).contains("empty node id"));
-        // The error message names the problem.
-        let err = VClock::from_token("zz").unwrap_err().to_string();
-        assert!(err.starts_with("bad causal context token"));
+        assert!(reason(&c.encode()).contains("empty node id"));
+        let mut c = VClock::new();
+        c.entries.insert(
+            "a".into(),
+            ClockEntry {
+                counter: COUNTER_MAX + 1,
+                timestamp_ms: 0,
+            },
+        );
+        assert!(reason(&c.encode()).contains("at most"));
     }
 
     #[test]
@@ -1332,8 +1276,8 @@ mod tests {
         }
 
         #[test]
-        fn token_round_trips(c in arb_clock()) {
-            prop_assert_eq!(VClock::from_token(&c.to_token()), Ok(c));
+        fn clock_round_trips(c in arb_clock()) {
+            prop_assert_eq!(VClock::decode(&c.encode()), Ok(c));
         }
 
         #[test]
@@ -1350,8 +1294,8 @@ mod tests {
         }
 
         #[test]
-        fn from_token_never_panics(token in "[0-9a-fA-Fxz]{0,64}") {
-            let _ = VClock::from_token(&token);
+        fn clock_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = VClock::decode(&bytes);
         }
 
         /// On one replica, a write without context never loses a live value, and a write with

@@ -4,6 +4,7 @@ use std::fs;
 
 use anyhow::Context;
 use kvctl::certs::{self, Validity};
+use kvctl::context::{ClusterSecret, SECRET_FILE};
 
 use crate::cli::CertCommand;
 
@@ -11,8 +12,10 @@ pub fn run(command: CertCommand) -> anyhow::Result<()> {
     match command {
         CertCommand::Ca(args) => {
             certs::write(&args.out, "ca", &certs::new_ca(Validity::days(args.days))?)?;
+            ClusterSecret::create(&args.out.join(SECRET_FILE))?;
             println!(
-                "wrote {0}/ca.pem and {0}/ca.key (keep ca.key private)",
+                "wrote {0}/ca.pem, {0}/ca.key and {0}/{SECRET_FILE} (keep ca.key and \
+                 {SECRET_FILE} private: nodes only)",
                 args.out.display()
             );
         }
@@ -24,8 +27,15 @@ pub fn run(command: CertCommand) -> anyhow::Result<()> {
                 &certs::new_node(&ca, &args.id, &args.hosts, Validity::days(args.days))?,
             )?;
             fs::write(args.out.join("ca.pem"), &ca.cert)?;
+            let secret = args.ca_dir.join(SECRET_FILE);
+            if !secret.exists() {
+                // A CA made by an earlier kvctl: the cluster gets its secret now.
+                ClusterSecret::create(&secret)?;
+                println!("made the cluster secret {}", secret.display());
+            }
+            ClusterSecret::copy(&secret, &args.out.join(SECRET_FILE))?;
             println!(
-                "wrote {0}/node.pem, {0}/node.key and {0}/ca.pem for node {1}",
+                "wrote {0}/node.pem, {0}/node.key, {0}/ca.pem and {0}/{SECRET_FILE} for node {1}",
                 args.out.display(),
                 args.id
             );

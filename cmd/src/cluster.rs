@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use kvctl::certs::{self, Validity};
 use kvctl::client::Client;
+use kvctl::context::{ClusterSecret, SECRET_FILE};
 use kvctl::home::{self, ClusterFile, NodeEntry};
 use kvctl::ring::{build_balanced, Ring};
 
@@ -40,6 +41,7 @@ fn create(home: &Path, args: &ClusterUpArgs) -> anyhow::Result<ClusterFile> {
     certs::write(&certs_dir, "ca", &ca)?;
     let client = certs::new_client(&ca, "cli", Validity::days(certs::CERT_LIFETIME_DAYS))?;
     certs::write(&certs_dir, "client", &client)?;
+    ClusterSecret::create(&certs_dir.join(SECRET_FILE))?;
     let ids: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();
     let ring = build_balanced(&ids, VNODES);
     let mut nodes = Vec::new();
@@ -59,6 +61,7 @@ fn create(home: &Path, args: &ClusterUpArgs) -> anyhow::Result<ClusterFile> {
         let node = certs::new_node(&ca, id, &[], Validity::days(certs::CERT_LIFETIME_DAYS))?;
         certs::write(&node_certs, "node", &node)?;
         fs::copy(certs_dir.join("ca.pem"), node_certs.join("ca.pem"))?;
+        ClusterSecret::copy(&certs_dir.join(SECRET_FILE), &node_certs.join(SECRET_FILE))?;
         let tokens: String = ring
             .tokens_of(id)
             .iter()
@@ -74,6 +77,24 @@ fn create(home: &Path, args: &ClusterUpArgs) -> anyhow::Result<ClusterFile> {
     };
     home::write(home, &cluster)?;
     Ok(cluster)
+}
+
+/// Gives a cluster made by an earlier kvctl, which had no cluster secret, one: in the home's
+/// certificates and in every node's. Contexts handed out before are refused from now on (they
+/// were not signed); a get hands out a new one.
+fn ensure_secret(home: &Path, cluster: &ClusterFile) -> anyhow::Result<()> {
+    let master = home::certs_dir(home).join(SECRET_FILE);
+    if !master.exists() {
+        ClusterSecret::create(&master)?;
+        println!("made the cluster secret {}", master.display());
+    }
+    for node in &cluster.nodes {
+        let copy = node_dir(home, node).join("certs").join(SECRET_FILE);
+        if !copy.exists() {
+            ClusterSecret::copy(&master, &copy)?;
+        }
+    }
+    Ok(())
 }
 
 fn threads_per_node(nodes: usize) -> usize {
@@ -165,6 +186,7 @@ pub async fn up(home: &Path, args: ClusterUpArgs) -> anyhow::Result<()> {
         Err(home::HomeError::NoCluster { .. }) => create(home, &args)?,
         Err(e) => return Err(e.into()),
     };
+    ensure_secret(home, &cluster)?;
     let mut started = Vec::new();
     for node in &cluster.nodes {
         let dir = node_dir(home, node);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use kvctl::certs;
+use kvctl::context::{ClusterSecret, SECRET_FILE};
 use kvctl::engine::{Engine, Limits};
 use kvctl::proto::{Request, Response};
 use kvctl::ring::{allocate_tokens, Ring};
@@ -143,6 +144,7 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         write_durably(&id_path, &id)?;
     }
     let identity = identity(dir)?;
+    let secret = ClusterSecret::read(&dir.join("certs").join(SECRET_FILE))?;
     let tokens = tokens(&args, dir, &id, &identity).await?;
     let engine = Engine::open(dir.join("data"), kvctl_node::replica::engine_options())
         .with_context(|| {
@@ -172,6 +174,7 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         limits: Limits::default(),
         sync_rate_max: args.sync_rate_max,
         generation,
+        secret,
     };
     let result = Node::run(config, &identity, engine, lease, shutdown_signal()).await;
     let _ = fs::remove_file(&pid_path);

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kvctl::context::ClusterSecret;
 use kvctl::engine::{Engine, EngineError, Limits, Store};
 use kvctl::proto::{Consistency, ErrorKind, Member, MemberState, Request, Response};
 use kvctl::tls::Identity;
 use kvctl::transport::{serve_stream, size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
-use kvctl::version::{new_version_against, Siblings, VClock, CLOCK_ENTRIES_MAX};
+use kvctl::version::{new_version_against, Siblings, CLOCK_ENTRIES_MAX};
 use parking_lot::Mutex;
 use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
@@ -41,6 +42,8 @@ pub struct NodeConfig {
     /// This start's gossip generation: higher than every earlier start's, so other nodes take
     /// the restarted node's state over what they remember (see [`next_generation`]).
     pub generation: u64,
+    /// The key causal contexts are sealed with, the same on every node of the cluster.
+    pub secret: ClusterSecret,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -362,7 +365,7 @@ impl Node {
         Response::Value {
             found: !values.is_empty(),
             values,
-            context: merged.context().to_token(),
+            context: self.config.secret.seal(&key, &merged.context()),
         }
     }
 
@@ -421,7 +424,13 @@ impl Node {
                 );
             }
         }
-        let context = match context.as_deref().map(VClock::from_token).transpose() {
+        // Only a context the nodes sealed for this key is taken: see `kvctl::context`.
+        let token = context;
+        let context = match token
+            .as_deref()
+            .map(|t| self.config.secret.open(&key, t))
+            .transpose()
+        {
             Ok(c) => c.unwrap_or_default(),
             Err(e) => return error(ErrorKind::BadRequest, format!("bad --context: {e}")),
         };
@@ -447,7 +456,7 @@ impl Node {
                     Request::Put {
                         key: ByteBuf::from(key),
                         value: value.map(ByteBuf::from),
-                        context: Some(context.to_token()),
+                        context: token,
                         consistency: level,
                         lww,
                         forwarded: true,
@@ -554,7 +563,7 @@ impl Node {
         }
         // The context of the new version alone: siblings it did not see stay unseen.
         Response::Written {
-            context: incoming.context().to_token(),
+            context: self.config.secret.seal(&key, &incoming.context()),
         }
     }
 
