@@ -45,7 +45,7 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand node; and not __fish_seen_su
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and not __fish_seen_subcommand_from start help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l listen -d 'Address to listen on (UDP, QUIC), also the address other nodes use' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l seeds -d 'Nodes to join through, comma-separated' -r
-complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l node-id -d 'The node\'s id (default: kept from the first start, else node-<port>)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l node-id -d 'The node\'s id. A node\'s id is the one its certificate (certs/node.pem) was made for; if given, this must be it' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l vnodes -d 'Virtual nodes (tokens) to take on first start' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l replication -d 'Replicas per key (N)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l threads -d 'Threads serving requests (default: one per core)' -r
@@ -148,7 +148,7 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcom
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s V -l version -d 'Print version'
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l ca-dir -d 'Directory holding ca.pem and ca.key' -r -F
-complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l id -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l id -d 'The node\'s id, which the certificate vouches for (default: node- and 8 random hex digits). Every node of a cluster needs its own' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l hosts -d 'Extra host names or IP addresses the node is reached by' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l out -d 'Where to write node.pem, node.key (and a copy of ca.pem)' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from node" -l days -d 'Days the certificate is valid for' -r

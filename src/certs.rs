@@ -17,9 +17,15 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
 };
+use rustls::pki_types::pem::PemObject;
 
 /// The DNS name every node certificate carries and every client verifies.
 pub const NODE_SERVER_NAME: &str = "kvctl-node";
+/// A node certificate's common name is this followed by the node's id: the CA vouches for the
+/// id, so gossip can hold a node to speaking for itself only.
+pub const NODE_COMMON_NAME_PREFIX: &str = "kvctl node ";
+/// The longest node id.
+pub const NODE_ID_BYTES_MAX: usize = 128;
 const CA_COMMON_NAME: &str = "kvctl cluster CA";
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +41,68 @@ pub enum CertError {
     },
     #[error("{} already exists; refusing to overwrite it (remove it first)", path.display())]
     Exists { path: PathBuf },
+    #[error("bad node id: {0}")]
+    BadNodeId(String),
+    #[error("{}: not a certificate ({reason})", path.display())]
+    Parse { path: PathBuf, reason: String },
+}
+
+/// Checks a node id: 1 to [`NODE_ID_BYTES_MAX`] bytes of letters, digits, `-`, `_` and `.`.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > NODE_ID_BYTES_MAX {
+        return Err(format!(
+            "{id:?} must be 1 to {NODE_ID_BYTES_MAX} bytes long"
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "{id:?} holds {c:?}; use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// What a certificate (DER) says about its holder, parsed with x509-parser: the node id if it
+/// is a node certificate (the serverAuth extended key usage, which the CA gives only to nodes,
+/// and the common name `kvctl node <id>`), `None` for a client certificate.
+pub fn node_id_of(der: &[u8]) -> Result<Option<String>, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let server_auth = cert
+        .extended_key_usage()
+        .map_err(|e| e.to_string())?
+        .is_some_and(|eku| eku.value.server_auth);
+    if !server_auth {
+        return Ok(None);
+    }
+    let id = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .and_then(|cn| cn.strip_prefix(NODE_COMMON_NAME_PREFIX))
+        .filter(|id| check_node_id(id).is_ok());
+    Ok(id.map(str::to_string))
+}
+
+/// The node id the node certificate `<dir>/<stem>.pem` was made for.
+pub fn read_node_id(dir: &Path, stem: &str) -> Result<String, CertError> {
+    let (path, _) = paths(dir, stem);
+    let pem = read_cert(dir, stem)?;
+    let parse = |reason: String| CertError::Parse {
+        path: path.clone(),
+        reason,
+    };
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+        .map_err(|e| parse(e.to_string()))?;
+    node_id_of(der.as_ref()).map_err(parse)?.ok_or_else(|| {
+        parse(format!(
+            "it is not a kvctl node certificate (serverAuth usage and the common name \
+             '{NODE_COMMON_NAME_PREFIX}<id>'); make one with `kvctl cert node`"
+        ))
+    })
 }
 
 /// Default lifetime of a cluster CA: ten years.
@@ -149,7 +217,14 @@ pub fn new_node(
     ];
     names.extend(hosts.iter().cloned());
     names.dedup();
-    issue(ca, &format!("kvctl node {node_id}"), &names, true, validity)
+    check_node_id(node_id).map_err(CertError::BadNodeId)?;
+    issue(
+        ca,
+        &format!("{NODE_COMMON_NAME_PREFIX}{node_id}"),
+        &names,
+        true,
+        validity,
+    )
 }
 
 /// A client certificate, valid during `validity`.

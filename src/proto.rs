@@ -74,6 +74,10 @@ pub struct Member {
     pub generation: u64,
     /// Incremented by the node on every gossip round.
     pub heartbeat: u64,
+    /// The random number of the node directory's life (see the node's dot lease): two nodes
+    /// that claim one id show different incarnations, and a wiped node comes back with a new one.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// A member as one node sees it.

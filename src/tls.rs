@@ -12,7 +12,7 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
-use crate::certs::Pem;
+use crate::certs::{self, Pem};
 
 /// The ALPN protocol both ends must speak.
 pub const ALPN: &[u8] = b"kvctl/1";
@@ -119,24 +119,38 @@ fn transport() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-/// The DER encoding of the serverAuth extended key usage (1.3.6.1.5.5.7.3.1).
-const SERVER_AUTH_OID_DER: &[u8] = &[0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+/// Who is at the other end of an accepted connection, as its certificate says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// A node certificate: the id it was made for.
+    Node { id: String },
+    /// A client certificate (or anything that is not a node's).
+    Client,
+}
 
-/// Whether the peer of an accepted connection presented a *node* certificate. The handshake
-/// already proved the certificate comes from the cluster CA, and the CA gives the serverAuth
-/// usage only to nodes (clients get clientAuth alone), so its presence marks a node.
-pub fn peer_is_node(conn: &quinn::Connection) -> bool {
+impl Peer {
+    pub fn node_id(&self) -> Option<&str> {
+        match self {
+            Peer::Node { id } => Some(id),
+            Peer::Client => None,
+        }
+    }
+}
+
+/// The peer of a connection. The handshake already proved the certificate comes from the
+/// cluster CA; its parsed extended key usage and common name say whether it is a node's, and
+/// which ([`certs::node_id_of`]).
+pub fn peer(conn: &quinn::Connection) -> Peer {
     let Some(identity) = conn.peer_identity() else {
-        return false;
+        return Peer::Client;
     };
     let Ok(chain) = identity.downcast::<Vec<CertificateDer<'static>>>() else {
-        return false;
+        return Peer::Client;
     };
-    chain.first().is_some_and(|leaf| {
-        leaf.as_ref()
-            .windows(SERVER_AUTH_OID_DER.len())
-            .any(|w| w == SERVER_AUTH_OID_DER)
-    })
+    match chain.first().map(|leaf| certs::node_id_of(leaf.as_ref())) {
+        Some(Ok(Some(id))) => Peer::Node { id },
+        _ => Peer::Client,
+    }
 }
 
 /// A node's server side: presents its certificate, requires a client certificate from the CA.

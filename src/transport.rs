@@ -159,6 +159,11 @@ impl Transport {
         result
     }
 
+    /// Who answered at `addr` on the cached connection, as its certificate says.
+    pub fn peer_of(&self, addr: SocketAddr) -> Option<tls::Peer> {
+        self.connections.lock().get(&addr).map(tls::peer)
+    }
+
     /// Drops the cached connection to `addr` (for instance because the peer restarted).
     pub fn forget(&self, addr: SocketAddr) {
         if let Some(conn) = self.connections.lock().remove(&addr) {

@@ -21,10 +21,14 @@ pub fn run(command: CertCommand) -> anyhow::Result<()> {
         }
         CertCommand::Node(args) => {
             let ca = certs::read(&args.ca_dir, "ca").context("reading the CA")?;
+            let id = match &args.id {
+                Some(id) => id.clone(),
+                None => format!("node-{:08x}", rand::random::<u32>()),
+            };
             certs::write(
                 &args.out,
                 "node",
-                &certs::new_node(&ca, &args.id, &args.hosts, Validity::days(args.days))?,
+                &certs::new_node(&ca, &id, &args.hosts, Validity::days(args.days))?,
             )?;
             fs::write(args.out.join("ca.pem"), &ca.cert)?;
             let secret = args.ca_dir.join(SECRET_FILE);
@@ -37,7 +41,7 @@ pub fn run(command: CertCommand) -> anyhow::Result<()> {
             println!(
                 "wrote {0}/node.pem, {0}/node.key, {0}/ca.pem and {0}/{SECRET_FILE} for node {1}",
                 args.out.display(),
-                args.id
+                id
             );
         }
         CertCommand::Client(args) => {

@@ -67,7 +67,8 @@ pub struct NodeStartArgs {
     /// Nodes to join through, comma-separated.
     #[arg(long, value_delimiter = ',', value_name = "ADDR,...")]
     pub seeds: Vec<SocketAddr>,
-    /// The node's id (default: kept from the first start, else node-<port>).
+    /// The node's id. A node's id is the one its certificate (certs/node.pem) was made for;
+    /// if given, this must be it.
     #[arg(long, value_name = "ID")]
     pub node_id: Option<String>,
     /// Virtual nodes (tokens) to take on first start.
@@ -249,8 +250,10 @@ pub struct CertNodeArgs {
     /// Directory holding ca.pem and ca.key.
     #[arg(long, value_name = "DIR")]
     pub ca_dir: PathBuf,
+    /// The node's id, which the certificate vouches for (default: node- and 8 random hex
+    /// digits). Every node of a cluster needs its own.
     #[arg(long)]
-    pub id: String,
+    pub id: Option<String>,
     /// Extra host names or IP addresses the node is reached by.
     #[arg(long, value_delimiter = ',')]
     pub hosts: Vec<String>,

@@ -105,6 +105,58 @@ async fn tokens(
     Ok(tokens)
 }
 
+/// How long a starting node waits for a seed to say whether its id is taken.
+const ID_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Refuses to start when a seed knows another live node under this id (another directory with
+/// the same certificate): two nodes under one id would hand out the same dots. A seed that
+/// does not answer in time (the whole cluster is starting) lets the start go on; gossip then
+/// refuses the second node's entries.
+async fn check_id_free(
+    args: &NodeStartArgs,
+    id: &str,
+    incarnation: u64,
+    identity: &Identity,
+) -> anyhow::Result<()> {
+    if args.seeds.is_empty() {
+        return Ok(());
+    }
+    let client = std::sync::Arc::new(Transport::client(identity)?.with_timeout(ID_CHECK_TIMEOUT));
+    let mut asks = tokio::task::JoinSet::new();
+    for seed in args.seeds.iter().copied() {
+        let client = client.clone();
+        asks.spawn(async move { client.request(seed, &Request::Status).await });
+    }
+    let views = tokio::time::timeout(ID_CHECK_TIMEOUT, async {
+        while let Some(answer) = asks.join_next().await {
+            if let Ok(Ok(Response::Members { members, .. })) = answer {
+                return Some(members);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    asks.abort_all();
+    client.close().await;
+    let taken = views
+        .into_iter()
+        .flatten()
+        .find(|v| v.member.id == id && v.up && v.member.incarnation != incarnation);
+    if let Some(other) = taken {
+        bail!(
+            "node id {id} is in use by the node at {} (up, incarnation {:016x}; this directory is \
+             incarnation {incarnation:016x}): node ids must be unique. Give this node its own \
+             certificate (`kvctl cert node --id <new id>`), or stop the other node and wait until \
+             the cluster sees it down",
+            other.member.addr,
+            other.member.incarnation
+        );
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
@@ -127,24 +179,31 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let id_path = dir.join("node-id");
-    let id = match (&args.node_id, fs::read_to_string(&id_path)) {
-        (Some(id), Ok(kept)) if kept.trim() != id => {
-            bail!(
-                "{} belongs to node {}, not {id}",
-                dir.display(),
-                kept.trim()
-            )
-        }
-        (Some(id), _) => id.clone(),
-        (None, Ok(kept)) => kept.trim().to_string(),
-        (None, Err(_)) => format!("node-{}", args.listen.port()),
-    };
-    if !id_path.exists() {
-        write_durably(&id_path, &id)?;
-    }
     let identity = identity(dir)?;
+    // The node's id is the one its certificate was made for: the CA vouches for it, and other
+    // nodes hold gossip to it.
+    let id = certs::read_node_id(&dir.join("certs"), "node")?;
+    if let Some(given) = args.node_id.as_ref().filter(|given| **given != id) {
+        bail!(
+            "--node-id {given}: {} was made for node {id}; start it as {id}, or make a \
+             certificate for {given} with `kvctl cert node --id {given}`",
+            certs::paths(&dir.join("certs"), "node").0.display()
+        );
+    }
+    let id_path = dir.join("node-id");
+    match fs::read_to_string(&id_path) {
+        Ok(kept) if kept.trim() != id => bail!(
+            "{} belongs to node {}, but its certificate is for node {id}",
+            dir.display(),
+            kept.trim()
+        ),
+        Ok(_) => {}
+        Err(_) => write_durably(&id_path, &id)?,
+    }
     let secret = ClusterSecret::read(&dir.join("certs").join(SECRET_FILE))?;
+    let lease_path = dir.join("dot-lease");
+    let lease = DotLease::open(&lease_path)?;
+    check_id_free(&args, &id, lease.incarnation(), &identity).await?;
     let tokens = tokens(&args, dir, &id, &identity).await?;
     let engine = Engine::open(dir.join("data"), kvctl_node::replica::engine_options())
         .with_context(|| {
@@ -153,8 +212,6 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
                 dir.join("data").display()
             )
         })?;
-    let lease_path = dir.join("dot-lease");
-    let lease = DotLease::open(&lease_path)?;
     let generation = generation(dir)?;
     let pid_path = dir.join("node.pid");
     write_durably(&pid_path, &std::process::id().to_string())?;

@@ -15,6 +15,15 @@
 //!
 //! A context may not claim to have seen a counter of this node above the bound: this node never
 //! handed it out, and honouring it would push the node's counters toward [`COUNTER_MAX`].
+//!
+//! The lease also names the node's **incarnation**: a random 64-bit number chosen when the
+//! lease file is first made. The node's dots carry it (the actor of a dot is `<id>#<incarnation>`,
+//! see [`DotLease::actor`]), so a node whose directory was wiped, and which comes back under
+//! the same id with a lease starting at 0, is a new actor: its dots cannot collide with those it
+//! handed out before the wipe.
+//!
+//! File format (text): `<bound> <incarnation as 16 hex digits>\n`. A file of an earlier build
+//! holds the bound alone; it is given an incarnation on open.
 
 use std::fs;
 use std::io;
@@ -41,6 +50,7 @@ pub enum LeaseError {
 #[derive(Debug)]
 pub struct DotLease {
     path: PathBuf,
+    incarnation: u64,
     /// Every counter handed out, before this start or since, is at most this.
     floor: u64,
     bound: u64,
@@ -52,24 +62,39 @@ impl DotLease {
     /// coordinate writes with [`LeaseError::Exhausted`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, LeaseError> {
         let path = path.as_ref().to_path_buf();
-        let floor = match fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse::<u64>()
-                .map_err(|e| LeaseError::Corrupt {
-                    path: path.clone(),
-                    reason: format!("{e} in {:?}", text.trim()),
-                })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        let (floor, incarnation) = match fs::read_to_string(&path) {
+            Ok(text) => parse(&text).map_err(|reason| LeaseError::Corrupt {
+                path: path.clone(),
+                reason,
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (0, None),
             Err(source) => return Err(LeaseError::Io { path, source }),
+        };
+        let incarnation = match incarnation {
+            Some(i) => i,
+            None => random_incarnation().map_err(|source| LeaseError::Io {
+                path: path.clone(),
+                source,
+            })?,
         };
         let mut lease = DotLease {
             path,
+            incarnation,
             floor,
             bound: floor,
         };
         lease.extend_past(floor)?;
         Ok(lease)
+    }
+
+    /// The random number naming this lease's life: kept across restarts, new after a wipe.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The name the dots of node `id` carry in this incarnation.
+    pub fn actor(&self, id: &str) -> String {
+        format!("{id}#{:016x}", self.incarnation)
     }
 
     /// New counters must be above this: every counter handed out so far is at most it.
@@ -96,15 +121,42 @@ impl DotLease {
 
     fn extend_past(&mut self, counter: u64) -> Result<(), LeaseError> {
         let bound = counter.saturating_add(LEASE_STEP).min(COUNTER_MAX);
-        kvctl::durable_file::write(&self.path, format!("{bound}\n").as_bytes()).map_err(
-            |source| LeaseError::Io {
+        let text = format!("{bound} {:016x}\n", self.incarnation);
+        kvctl::durable_file::write(&self.path, text.as_bytes()).map_err(|source| {
+            LeaseError::Io {
                 path: self.path.clone(),
                 source,
-            },
-        )?;
+            }
+        })?;
         self.bound = bound;
         Ok(())
     }
+}
+
+/// Reads `<bound> [<incarnation>]`.
+fn parse(text: &str) -> Result<(u64, Option<u64>), String> {
+    let mut fields = text.split_whitespace();
+    let bound = fields.next().ok_or("the file is empty")?;
+    let bound = bound
+        .parse::<u64>()
+        .map_err(|e| format!("{e} in {bound:?}"))?;
+    let incarnation = fields
+        .next()
+        .map(|i| u64::from_str_radix(i, 16).map_err(|e| format!("{e} in {i:?}")))
+        .transpose()?;
+    if let Some(extra) = fields.next() {
+        return Err(format!("unexpected {extra:?}"));
+    }
+    Ok((bound, incarnation))
+}
+
+fn random_incarnation() -> io::Result<u64> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut bytes = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| io::Error::other("no random numbers from the operating system"))?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 #[cfg(test)]
@@ -129,6 +181,33 @@ mod tests {
         assert!(lease.floor() >= LEASE_STEP + 5);
         let again = DotLease::open(&path).unwrap();
         assert!(again.floor() > lease.floor());
+        assert_eq!(
+            again.incarnation(),
+            lease.incarnation(),
+            "kept across restarts"
+        );
+    }
+
+    /// A wiped lease (a wiped directory) starts at 0 again, but as another actor, so its dots
+    /// are new events; an earlier build's file keeps its floor and gets an incarnation.
+    #[test]
+    fn lease_wiped_is_a_new_incarnation_and_old_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dot-lease");
+        let before = DotLease::open(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        let after = DotLease::open(&path).unwrap();
+        assert_eq!(after.floor(), 0);
+        assert_ne!(before.actor("n1"), after.actor("n1"));
+        assert!(after.actor("n1").starts_with("n1#"));
+        fs::write(&path, "12345\n").unwrap();
+        let old = DotLease::open(&path).unwrap();
+        assert_eq!(old.floor(), 12345);
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            format!("{} {:016x}\n", old.bound(), old.incarnation())
+        );
     }
 
     #[test]

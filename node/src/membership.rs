@@ -1,26 +1,80 @@
 //! Gossip membership as a state machine: no sockets, no clock of its own. The driver calls
 //! [`Membership::tick`] once a round with the current time and sends what it returns; it feeds
-//! every member list it receives to [`Membership::merge`].
+//! every member list it receives to [`Membership::merge`], saying which node sent it (the id its
+//! certificate names).
 //!
 //! Each node owns its entry: it bumps its heartbeat every round; a restart bumps its
 //! generation. For every other node the entry with the highest `(generation, heartbeat)` wins,
 //! so all nodes converge on the same members, addresses and tokens. A node whose heartbeat has
 //! not advanced for `down_after_ms` is reported down (a phi-accrual detector comes later).
+//!
+//! # What gossip is trusted with
+//!
+//! A node certificate says who sends a list, not that the list is true. So every entry is
+//! checked on receipt, and a bad one is refused (reported to the caller, to log) while the
+//! rest of the list is taken:
+//!
+//! - its shape: a valid id, 1 to [`TOKENS_PER_MEMBER_MAX`] distinct tokens, a generation at
+//!   most [`GENERATION_AHEAD_MAX_MS`] ahead of this node's wall clock; at most
+//!   [`MEMBERS_MAX`] members are known (so a member list always fits a message);
+//! - a known node's address and tokens change only on the node's own word (the list's sender
+//!   is that node); relayed entries may only carry its liveness, and the node's own word wins
+//!   over any relayed entry;
+//! - tokens are never shared: an entry whose tokens another member holds is refused (ids that
+//!   sort first would otherwise win the ties and take over ranges);
+//! - ids are unique: an entry for a known id with another incarnation replaces it only once the
+//!   known one is down (a wiped node come back); while both live, it is a collision, refused.
+//!   An entry claiming this node's id with another incarnation and a later generation is one
+//!   too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use kvctl::certs::check_node_id;
 use kvctl::proto::{Member, MemberView};
 use kvctl::ring::Ring;
 
 /// A node is considered down when its heartbeat has not advanced for this long.
 pub const DOWN_AFTER_MS: u64 = 5_000;
+/// The most members a node knows (itself included); entries for more are refused.
+pub const MEMBERS_MAX: usize = 1024;
+/// The most tokens a member may own.
+pub const TOKENS_PER_MEMBER_MAX: usize = 256;
+/// How far ahead of this node's wall clock a generation may be (clocks differ a little; a
+/// generation far in the future would let an entry win over the node's real ones).
+pub const GENERATION_AHEAD_MAX_MS: u64 = 3_600_000;
+
+/// What a merge did besides taking entries in.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// Addresses of members that restarted (a new generation): connections to their old
+    /// process are dead.
+    pub restarted: Vec<SocketAddr>,
+    /// Entries refused, each with the reason.
+    pub refused: Vec<String>,
+}
 
 struct Known {
     member: Member,
     /// When its heartbeat last advanced, in this node's clock.
     changed_ms: u64,
+}
+
+impl Known {
+    fn is_up(&self, now_ms: u64, down_after_ms: u64) -> bool {
+        now_ms.saturating_sub(self.changed_ms) < down_after_ms
+    }
+}
+
+/// What [`Membership::take`] did with an entry.
+enum Taken {
+    /// Nothing newer than what is known.
+    Stale,
+    Updated {
+        restarted: Option<SocketAddr>,
+        tokens_changed: bool,
+    },
 }
 
 pub struct Membership {
@@ -86,50 +140,154 @@ impl Membership {
             .collect()
     }
 
-    /// Takes in what another node knows.
-    ///
-    /// Returns the addresses of members that restarted (a new generation): connections to
-    /// their old process are dead.
+    /// Takes in what another node knows: `members`, sent by the node `sender` (the id its
+    /// certificate names; `None` if unknown), at `now_ms` on this node's clock and `wall_ms` on
+    /// the wall clock. See the module documentation for what is refused.
     pub fn merge(
         &mut self,
         members: impl IntoIterator<Item = Member>,
+        sender: Option<&str>,
         now_ms: u64,
-    ) -> Vec<SocketAddr> {
-        let mut restarted = Vec::new();
+        wall_ms: u64,
+    ) -> Merged {
+        let mut merged = Merged::default();
         let mut tokens_changed = false;
         for m in members {
-            if m.id == self.me.id {
-                continue;
-            }
-            match self.others.get_mut(&m.id) {
-                Some(known) => {
-                    if (m.generation, m.heartbeat)
-                        > (known.member.generation, known.member.heartbeat)
-                    {
-                        if m.generation != known.member.generation {
-                            restarted.push(known.member.addr);
-                        }
-                        tokens_changed |= m.tokens != known.member.tokens;
-                        known.member = m;
-                        known.changed_ms = now_ms;
-                    }
+            let direct = sender == Some(m.id.as_str());
+            match self.take(m, direct, now_ms, wall_ms) {
+                Ok(Taken::Stale) => {}
+                Ok(Taken::Updated {
+                    restarted,
+                    tokens_changed: changed,
+                }) => {
+                    merged.restarted.extend(restarted);
+                    tokens_changed |= changed;
                 }
-                None => {
-                    tokens_changed = true;
-                    self.others.insert(
-                        m.id.clone(),
-                        Known {
-                            member: m,
-                            changed_ms: now_ms,
-                        },
-                    );
-                }
+                Err(reason) => merged.refused.push(match sender {
+                    Some(s) => format!("gossip from {s}: {reason}"),
+                    None => format!("gossip: {reason}"),
+                }),
             }
         }
         if tokens_changed {
             self.rebuild_ring();
         }
-        restarted
+        merged
+    }
+
+    /// Checks one entry and takes it in if it is newer.
+    fn take(
+        &mut self,
+        m: Member,
+        direct: bool,
+        now_ms: u64,
+        wall_ms: u64,
+    ) -> Result<Taken, String> {
+        check_node_id(&m.id)?;
+        if m.tokens.is_empty() || m.tokens.len() > TOKENS_PER_MEMBER_MAX {
+            return Err(format!(
+                "member {} has {} tokens (1 to {TOKENS_PER_MEMBER_MAX})",
+                m.id,
+                m.tokens.len()
+            ));
+        }
+        let mut sorted = m.tokens.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(format!("member {} lists a token twice", m.id));
+        }
+        if m.generation > wall_ms.saturating_add(GENERATION_AHEAD_MAX_MS) {
+            return Err(format!(
+                "member {} has generation {}, more than {GENERATION_AHEAD_MAX_MS} ms ahead of \
+                 this node's clock ({wall_ms})",
+                m.id, m.generation
+            ));
+        }
+        if m.id == self.me.id {
+            if m.incarnation != self.me.incarnation && m.generation >= self.me.generation {
+                return Err(format!(
+                    "another node claims this node's id {} (at {}, incarnation {:016x}; this \
+                     node is incarnation {:016x}): node ids must be unique",
+                    m.id, m.addr, m.incarnation, self.me.incarnation
+                ));
+            }
+            return Ok(Taken::Stale);
+        }
+        let down_after_ms = self.down_after_ms;
+        let known = self.others.get(&m.id);
+        if let Some(k) = known {
+            let newer = (m.generation, m.heartbeat) > (k.member.generation, k.member.heartbeat);
+            if m.incarnation != k.member.incarnation {
+                if k.is_up(now_ms, down_after_ms) || m.generation <= k.member.generation {
+                    // A newer entry of a node gone down is its replacement; anything else is two
+                    // live nodes under one id.
+                    return if newer || direct {
+                        Err(format!(
+                            "node id {} is claimed by two nodes: {} (incarnation {:016x}) and \
+                             {} (incarnation {:016x}); node ids must be unique",
+                            m.id, k.member.addr, k.member.incarnation, m.addr, m.incarnation
+                        ))
+                    } else {
+                        Ok(Taken::Stale)
+                    };
+                }
+            } else if !(newer || (direct && m != k.member)) {
+                return Ok(Taken::Stale);
+            }
+            let moved = m.addr != k.member.addr || m.tokens != k.member.tokens;
+            if moved && !direct {
+                return Err(format!(
+                    "a relayed entry would change the address or tokens of {} (only {0} may)",
+                    m.id
+                ));
+            }
+        } else if self.others.len() + 1 >= MEMBERS_MAX {
+            return Err(format!(
+                "member {} would be member {} (at most {MEMBERS_MAX})",
+                m.id,
+                self.others.len() + 2
+            ));
+        }
+        if let Some(owner) = self.token_holder(&m.id, &m.tokens) {
+            return Err(format!(
+                "member {} claims tokens {owner} holds (tokens are never shared)",
+                m.id
+            ));
+        }
+        let (restarted, tokens_changed) = match self.others.get(&m.id) {
+            Some(k) => (
+                (m.generation != k.member.generation).then_some(k.member.addr),
+                m.tokens != k.member.tokens,
+            ),
+            None => (None, true),
+        };
+        self.others.insert(
+            m.id.clone(),
+            Known {
+                member: m,
+                changed_ms: now_ms,
+            },
+        );
+        Ok(Taken::Updated {
+            restarted,
+            tokens_changed,
+        })
+    }
+
+    /// Another member (not `id`) that holds one of `tokens`, if any.
+    fn token_holder(&self, id: &str, tokens: &[u128]) -> Option<String> {
+        let owners: HashMap<u128, &str> = self
+            .members_ref()
+            .filter(|m| m.id != id)
+            .flat_map(|m| m.tokens.iter().map(move |t| (*t, m.id.as_str())))
+            .collect();
+        tokens
+            .iter()
+            .find_map(|t| owners.get(t).map(|o| o.to_string()))
+    }
+
+    fn members_ref(&self) -> impl Iterator<Item = &Member> {
+        std::iter::once(&self.me).chain(self.others.values().map(|k| &k.member))
     }
 
     pub fn is_up(&self, id: &str, now_ms: u64) -> bool {
@@ -137,7 +295,7 @@ impl Membership {
             || self
                 .others
                 .get(id)
-                .is_some_and(|k| now_ms.saturating_sub(k.changed_ms) < self.down_after_ms)
+                .is_some_and(|k| k.is_up(now_ms, self.down_after_ms))
     }
 
     pub fn addr_of(&self, id: &str) -> Option<SocketAddr> {
@@ -184,6 +342,8 @@ mod tests {
     use super::*;
     use kvctl::proto::MemberState;
 
+    const WALL: u64 = 1_800_000_000_000;
+
     fn member(i: u16) -> Member {
         Member {
             id: format!("node-{i}"),
@@ -192,6 +352,7 @@ mod tests {
             state: MemberState::Normal,
             generation: 1,
             heartbeat: 0,
+            incarnation: u64::from(i),
         }
     }
 
@@ -209,9 +370,12 @@ mod tests {
             for i in 0..nodes.len() {
                 if let Some((target, members)) = nodes[i].tick(now) {
                     let j = index(target);
-                    nodes[j].merge(members, now);
+                    let (from, to) = (nodes[i].me().id.clone(), nodes[j].me().id.clone());
+                    let taken = nodes[j].merge(members, Some(&from), now, WALL);
+                    assert!(taken.refused.is_empty(), "{:?}", taken.refused);
                     let reply = nodes[j].members();
-                    nodes[i].merge(reply, now);
+                    let taken = nodes[i].merge(reply, Some(&to), now, WALL);
+                    assert!(taken.refused.is_empty(), "{:?}", taken.refused);
                 }
             }
         }
@@ -229,5 +393,170 @@ mod tests {
         // A node that stops gossiping is reported down once its heartbeat is stale.
         let now = 30_000 + DOWN_AFTER_MS + 1;
         assert!(!nodes[0].is_up("node-5", now));
+    }
+
+    fn newer(m: &Member, generation: u64) -> Member {
+        Member {
+            generation,
+            ..m.clone()
+        }
+    }
+
+    /// Bad entries relayed by a node (with a certificate, but not the member's) are refused
+    /// with a reason and change nothing; the rest of the list is taken; the member's own word
+    /// may move it.
+    #[test]
+    fn membership_refuses_bad_relayed_entries() {
+        let mut a = Membership::new(member(1), vec![]);
+        let b = member(2);
+        assert!(a
+            .merge([b.clone()], Some("node-2"), 0, WALL)
+            .refused
+            .is_empty());
+        let ring_before = a.ring().nodes().len();
+        let mut moved = newer(&b, 5);
+        moved.addr = "10.9.9.9:1".parse().unwrap();
+        let mut retokened = newer(&b, 6);
+        retokened.tokens = vec![77];
+        let far_future = newer(&b, WALL + GENERATION_AHEAD_MAX_MS + 1);
+        let mut tie_winner = member(3);
+        tie_winner.id = "aaa".into();
+        tie_winner.tokens = b.tokens.clone();
+        let mut many_tokens = member(4);
+        many_tokens.tokens = (0..=TOKENS_PER_MEMBER_MAX as u128)
+            .map(|t| t + 50_000)
+            .collect();
+        let mut bad_id = member(5);
+        bad_id.id = "no spaces".into();
+        let mut twice = member(6);
+        twice.tokens = vec![9, 9];
+        let fine = member(7);
+        let taken = a.merge(
+            [
+                moved,
+                retokened,
+                far_future,
+                tie_winner,
+                many_tokens,
+                bad_id,
+                twice,
+                fine,
+            ],
+            Some("node-9"),
+            100,
+            WALL,
+        );
+        let text = taken.refused.join("\n");
+        assert_eq!(taken.refused.len(), 7, "{text}");
+        for says in [
+            "would change the address or tokens of node-2",
+            "ahead of this node's clock",
+            "claims tokens node-2 holds",
+            "tokens (1 to 256)",
+            "use letters, digits",
+            "a token twice",
+        ] {
+            assert!(text.contains(says), "{says}: {text}");
+        }
+        assert!(text.starts_with("gossip from node-9: "), "{text}");
+        assert_eq!(a.addr_of("node-2"), Some(b.addr));
+        assert_eq!(a.ring().nodes().len(), ring_before + 1, "node-7 joined");
+        // The member itself may move.
+        let mut direct = newer(&b, 7);
+        direct.addr = "10.9.9.9:1".parse().unwrap();
+        assert!(a
+            .merge([direct.clone()], Some("node-2"), 200, WALL)
+            .refused
+            .is_empty());
+        assert_eq!(a.addr_of("node-2"), Some(direct.addr));
+        // Its own word wins over a relayed entry that claimed to be newer.
+        let mut hb = newer(&direct, 7);
+        hb.heartbeat = 1_000_000;
+        assert!(a.merge([hb], Some("node-9"), 300, WALL).refused.is_empty());
+        let real = newer(&direct, 7);
+        assert!(a
+            .merge([real], Some("node-2"), 400, WALL)
+            .refused
+            .is_empty());
+        assert_eq!(a.views(400)[1].member.heartbeat, 0);
+    }
+
+    /// The member list stays bounded: past MEMBERS_MAX, new members are refused.
+    #[test]
+    fn membership_is_bounded() {
+        let mut a = Membership::new(member(1), vec![]);
+        let flood: Vec<Member> = (0..MEMBERS_MAX as u128 + 10)
+            .map(|i| Member {
+                id: format!("m{i}"),
+                tokens: vec![1_000_000 + i],
+                ..member(2)
+            })
+            .collect();
+        let taken = a.merge(flood, Some("evil"), 0, WALL);
+        assert_eq!(a.members().len(), MEMBERS_MAX);
+        assert_eq!(taken.refused.len(), 11);
+        assert!(
+            taken.refused[0].contains("at most 1024"),
+            "{:?}",
+            taken.refused[0]
+        );
+        // The longest member list fits in a message.
+        let bytes = kvctl::proto::encode(&kvctl::proto::Request::Gossip {
+            members: (0..MEMBERS_MAX as u128)
+                .map(|i| Member {
+                    id: "n".repeat(kvctl::certs::NODE_ID_BYTES_MAX),
+                    tokens: (0..TOKENS_PER_MEMBER_MAX as u128)
+                        .map(|t| u128::MAX - t - i)
+                        .collect(),
+                    ..member(2)
+                })
+                .collect(),
+        });
+        assert!(
+            bytes.len() < kvctl::proto::MESSAGE_BYTES_MAX,
+            "{} bytes",
+            bytes.len()
+        );
+    }
+
+    /// Two live nodes under one id are a collision, whoever relays them; once the known one is
+    /// down, a newer incarnation (a wiped node come back) replaces it.
+    #[test]
+    fn membership_detects_id_collisions_and_takes_replacements() {
+        let mut a = Membership::new(member(1), vec![]);
+        let b = member(2);
+        a.merge([b.clone()], Some("node-2"), 0, WALL);
+        let impostor = Member {
+            incarnation: 99,
+            addr: "127.0.0.2:7002".parse().unwrap(),
+            ..newer(&b, 10)
+        };
+        let taken = a.merge([impostor.clone()], Some("node-2"), 1000, WALL);
+        assert!(
+            taken.refused[0].contains("claimed by two nodes"),
+            "{:?}",
+            taken.refused
+        );
+        assert_eq!(a.addr_of("node-2"), Some(b.addr));
+        // This node's own id, claimed by another incarnation started later.
+        let me_too = Member {
+            incarnation: 42,
+            ..newer(&member(1), 10)
+        };
+        let taken = a.merge([me_too], Some("node-9"), 1000, WALL);
+        assert!(
+            taken.refused[0].contains("claims this node's id"),
+            "{:?}",
+            taken.refused
+        );
+        // node-2 goes down; its replacement (another incarnation, a newer generation) is taken.
+        let later = 1000 + DOWN_AFTER_MS;
+        let taken = a.merge([impostor.clone()], Some("node-2"), later, WALL);
+        assert!(taken.refused.is_empty(), "{:?}", taken.refused);
+        assert_eq!(a.addr_of("node-2"), Some(impostor.addr));
+        // The old incarnation, relayed late, is stale now.
+        let taken = a.merge([b], Some("node-3"), later + 1, WALL);
+        assert!(taken.refused.is_empty());
+        assert_eq!(a.addr_of("node-2"), Some(impostor.addr));
     }
 }

@@ -479,7 +479,9 @@ mod tests {
         // The bound the replica's lease took (the file holds it).
         let bound: u64 = std::fs::read_to_string(&lease)
             .unwrap()
-            .trim()
+            .split_whitespace()
+            .next()
+            .unwrap()
             .parse()
             .unwrap();
         let rt = current_thread();

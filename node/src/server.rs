@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kvctl::context::ClusterSecret;
 use kvctl::engine::{Engine, EngineError, Limits, Store};
 use kvctl::proto::{Consistency, ErrorKind, Member, MemberState, Request, Response};
-use kvctl::tls::Identity;
+use kvctl::tls::{Identity, Peer};
 use kvctl::transport::{serve_stream, size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
 use kvctl::version::{new_version_against, Siblings, CLOCK_ENTRIES_MAX};
 use parking_lot::Mutex;
@@ -91,6 +91,39 @@ pub struct Node {
     membership: Mutex<Membership>,
     transport: Arc<Transport>,
     started: Instant,
+    /// The name this node's dots carry: its id and its lease's incarnation.
+    actor: String,
+    complaints: Mutex<Complaints>,
+}
+
+/// How often one complaint (a refused gossip entry, say) is logged at most.
+const COMPLAINT_INTERVAL: Duration = Duration::from_secs(60);
+/// The most distinct complaints remembered for [`COMPLAINT_INTERVAL`].
+const COMPLAINTS_MAX: usize = 256;
+
+/// Rate-limits the node's log of what it refused: bad input repeats every gossip round.
+#[derive(Default)]
+struct Complaints {
+    last: std::collections::HashMap<String, Instant>,
+}
+
+impl Complaints {
+    fn log(&mut self, what: &str) {
+        let now = Instant::now();
+        if self.last.len() >= COMPLAINTS_MAX {
+            self.last
+                .retain(|_, at| now.duration_since(*at) < COMPLAINT_INTERVAL);
+        }
+        match self.last.get(what) {
+            Some(at) if now.duration_since(*at) < COMPLAINT_INTERVAL => {}
+            _ => {
+                eprintln!("refused {what}");
+                if self.last.len() < COMPLAINTS_MAX {
+                    self.last.insert(what.to_string(), now);
+                }
+            }
+        }
+    }
 }
 
 impl Node {
@@ -115,7 +148,9 @@ impl Node {
             state: MemberState::Normal,
             generation: config.generation,
             heartbeat: 0,
+            incarnation: lease.incarnation(),
         };
+        let actor = lease.actor(&config.id);
         let engine = Arc::new(engine);
         let node = Arc::new(Node {
             membership: Mutex::new(Membership::new(me, config.seeds.clone())),
@@ -126,6 +161,8 @@ impl Node {
             )),
             transport: transport.clone(),
             started: Instant::now(),
+            actor,
+            complaints: Mutex::new(Complaints::default()),
             config,
         });
         let gossip = tokio::spawn(node.clone().gossip_loop());
@@ -138,11 +175,11 @@ impl Node {
                     tokio::spawn(async move {
                         // A failed handshake (no certificate, another CA) ends here.
                         let Ok(conn) = incoming.await else { return };
-                        let from_node = kvctl::tls::peer_is_node(&conn);
+                        let peer = Arc::new(kvctl::tls::peer(&conn));
                         while let Ok((send, recv)) = conn.accept_bi().await {
-                            let node = node.clone();
+                            let (node, peer) = (node.clone(), peer.clone());
                             tokio::spawn(async move {
-                                serve_stream(send, recv, |req| node.handle(req, from_node)).await;
+                                serve_stream(send, recv, |req| node.handle(req, &peer)).await;
                             });
                         }
                     });
@@ -174,20 +211,35 @@ impl Node {
                     .request(target, &Request::Gossip { members })
                     .await
                 {
-                    let now = node.now_ms();
-                    let restarted = node
-                        .membership
-                        .lock()
-                        .merge(views.into_iter().map(|v| v.member), now);
-                    for addr in restarted {
-                        node.transport.forget(addr);
-                    }
+                    // The reply speaks for the node whose certificate answered.
+                    let responder = node.transport.peer_of(target);
+                    let responder = responder.as_ref().and_then(|p| p.node_id());
+                    node.take_gossip(views.into_iter().map(|v| v.member), responder);
                 }
             });
         }
     }
 
-    async fn handle(self: Arc<Self>, request: Request, from_node: bool) -> Response {
+    /// Merges a member list sent by `sender`, logging what it refused.
+    fn take_gossip(&self, members: impl IntoIterator<Item = Member>, sender: Option<&str>) {
+        let now = self.now_ms();
+        let merged = self
+            .membership
+            .lock()
+            .merge(members, sender, now, wall_ms());
+        for addr in merged.restarted {
+            self.transport.forget(addr);
+        }
+        if !merged.refused.is_empty() {
+            let mut complaints = self.complaints.lock();
+            for reason in &merged.refused {
+                complaints.log(reason);
+            }
+        }
+    }
+
+    async fn handle(self: Arc<Self>, request: Request, peer: &Peer) -> Response {
+        let from_node = peer.node_id().is_some();
         let node_only = matches!(
             request,
             Request::ReplicaRead { .. } | Request::ReplicaWrite { .. } | Request::Gossip { .. }
@@ -230,14 +282,11 @@ impl Node {
                     .await
             }
             Request::Gossip { members } => {
+                self.take_gossip(members, peer.node_id());
                 let now = self.now_ms();
-                let mut membership = self.membership.lock();
-                for addr in membership.merge(members, now) {
-                    self.transport.forget(addr);
-                }
                 Response::Members {
                     node: self.config.id.clone(),
-                    members: membership.views(now),
+                    members: self.membership.lock().views(now),
                 }
             }
             Request::Status => {
@@ -470,7 +519,7 @@ impl Node {
         // the lease's floor, so even if this node crashes before its copy is durable, it never
         // hands the dot out again.
         let mut quorum = Quorum::new(level, replicas.len());
-        let me = self.config.id.clone();
+        let me = self.actor.clone();
         let now = wall_ms();
         let local = self
             .replica
