@@ -998,7 +998,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__node__subcmd__start)
-            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --sync-rate-max --home --help --version"
+            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --sync-rate-max --connections-max --connections-per-peer-max --request-bytes-in-flight-max --connection-bytes-in-flight-max --write-queue-bytes-max --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1029,6 +1029,26 @@ _kvctl() {
                     return 0
                     ;;
                 --sync-rate-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections-per-peer-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --request-bytes-in-flight-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connection-bytes-in-flight-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --write-queue-bytes-max)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -50,6 +50,11 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcom
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l replication -d 'Replicas per key (N)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l threads -d 'Threads serving requests (default: one per core)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l sync-rate-max -d 'Most WAL fsyncs a second the node\'s writer makes, on average: under load, writes wait a little and share an fsync. For disks that stall when flushed too often; 0: no limit' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l connections-max -d 'Most connections the node holds; more are closed with the reason' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l connections-per-peer-max -d 'Most connections one peer (a remote UDP address: one client process or node) holds' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l request-bytes-in-flight-max -d 'Most bytes the node holds for requests in flight (requests, the versions they read, replies not yet taken); past it requests are refused as unavailable. E.g. 512MiB' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l connection-bytes-in-flight-max -d 'Most bytes one connection\'s requests hold (its share of the above); a get at ALL of a 16 MiB value needs about 100MiB' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l write-queue-bytes-max -d 'Most bytes of writes waiting for the node\'s writer; more wait for room' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'

@@ -6,9 +6,11 @@
 //!   in LMDB.
 //! - [`ring`]: the consistent-hash ring; [`version`]: dotted version vectors and siblings;
 //!   [`context`]: the causal context tokens nodes seal with the cluster secret.
-//! - [`proto`]: the wire messages; [`transport`]: QUIC requests; [`tls`] and [`certs`]: mutual
+//! - [`proto`]: the wire messages; [`transport`]: QUIC requests; [`budget`]: admission
+//!   control (bytes in flight per node and per connection); [`tls`] and [`certs`]: mutual
 //!   TLS and the certificates; [`client`]: the client SDK; [`home`]: a cluster's directory.
 
+pub mod budget;
 pub mod certs;
 pub mod client;
 pub mod context;

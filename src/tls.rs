@@ -13,6 +13,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
 use crate::certs::{self, Pem};
+use crate::transport;
 
 /// The ALPN protocol both ends must speak.
 pub const ALPN: &[u8] = b"kvctl/1";
@@ -112,10 +113,14 @@ fn transport() -> Arc<quinn::TransportConfig> {
     t.max_idle_timeout(Some(
         IDLE_TIMEOUT
             .try_into()
-            .expect("30 s is a valid idle timeout"),
+            .expect("10 s is a valid idle timeout"),
     ));
     t.keep_alive_interval(Some(KEEP_ALIVE));
-    t.max_concurrent_bidi_streams(1024u32.into());
+    t.max_concurrent_bidi_streams(transport::STREAMS_PER_CONNECTION_MAX.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t.stream_receive_window(transport::STREAM_RECEIVE_WINDOW_BYTES.into());
+    t.receive_window(transport::CONNECTION_RECEIVE_WINDOW_BYTES.into());
+    t.send_window(transport::CONNECTION_SEND_WINDOW_BYTES);
     Arc::new(t)
 }
 

@@ -1,5 +1,12 @@
 //! QUIC transport: one endpoint per process, one connection per peer (reused), one
 //! bidirectional stream per request, a timeout on every request.
+//!
+//! What a peer can make a node hold is bounded: at most [`STREAMS_PER_CONNECTION_MAX`]
+//! requests at once per connection (QUIC's stream limit; unidirectional streams are not
+//! allowed), QUIC's flow-control windows per connection ([`CONNECTION_RECEIVE_WINDOW_BYTES`],
+//! [`CONNECTION_SEND_WINDOW_BYTES`]), and the bytes a request's [`RequestBudget`] lets it take
+//! as they arrive; a reply that the peer does not take within [`RESPONSE_WRITE_TIMEOUT`] is
+//! reset.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,12 +15,33 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use crate::budget::{Refused, RequestBudget};
 use crate::certs::NODE_SERVER_NAME;
 use crate::proto::{self, ProtoError, Request, Response, MESSAGE_BYTES_MAX};
 use crate::tls::{self, Identity, TlsError};
 
 /// How long a node waits for a request to arrive completely on a stream it accepted.
 pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a node waits for a peer to take its reply before it resets the stream (a client
+/// that never reads its replies must not pin them).
+pub const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most requests (bidirectional streams) a peer may have open on one connection; more
+/// wait for one to end (QUIC flow control).
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 128;
+/// The most bytes a peer may send on one stream before the receiver has read them.
+pub const STREAM_RECEIVE_WINDOW_BYTES: u32 = 2 << 20;
+/// The most bytes a peer may send on one connection, over all its streams, before the
+/// receiver has read them.
+pub const CONNECTION_RECEIVE_WINDOW_BYTES: u32 = 4 << 20;
+/// The most bytes of replies written to one connection and not yet acknowledged by the peer.
+pub const CONNECTION_SEND_WINDOW_BYTES: u64 = 4 << 20;
+
+/// The stream error code of a request refused by admission control (its reply says why).
+const REFUSED_CODE: u32 = 1;
+/// The stream error code of a reply the peer did not take in time.
+const WRITE_TIMEOUT_CODE: u32 = 2;
 
 /// Default time a request may take, connection included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,6 +66,8 @@ pub enum TransportError {
     Stream { addr: SocketAddr, reason: String },
     #[error("bad reply from {addr}: {reason}")]
     BadReply { addr: SocketAddr, reason: String },
+    #[error("the reply from {addr} was not taken: {reason}")]
+    Refused { addr: SocketAddr, reason: Refused },
     #[error("{0}")]
     Setup(String),
 }
@@ -140,7 +170,21 @@ impl Transport {
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, TransportError> {
-        let result = match tokio::time::timeout(timeout, self.request_inner(addr, request)).await {
+        self.send_encoded(addr, &proto::encode(request), timeout, None)
+            .await
+    }
+
+    /// Sends a request already encoded (one encoding sent to several peers) and waits for the
+    /// reply within `timeout`; the reply's bytes are taken from `budget` as they arrive.
+    pub async fn send_encoded(
+        &self,
+        addr: SocketAddr,
+        request: &[u8],
+        timeout: Duration,
+        budget: Option<&RequestBudget>,
+    ) -> Result<Response, TransportError> {
+        let inner = self.request_inner(addr, request, budget);
+        let result = match tokio::time::timeout(timeout, inner).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout { addr, timeout }),
         };
@@ -174,7 +218,8 @@ impl Transport {
     async fn request_inner(
         &self,
         addr: SocketAddr,
-        request: &Request,
+        request: &[u8],
+        budget: Option<&RequestBudget>,
     ) -> Result<Response, TransportError> {
         let conn = self.connection(addr).await?;
         // When the peer closed the whole connection (it refused our certificate, say), its
@@ -200,14 +245,27 @@ impl Transport {
                 });
             }
         };
-        send.write_all(&proto::encode(request))
-            .await
-            .map_err(|e| stream_err(&e))?;
-        send.finish().map_err(|e| stream_err(&e))?;
-        let bytes = recv
-            .read_to_end(MESSAGE_BYTES_MAX)
-            .await
-            .map_err(|e| stream_err(&e))?;
+        // A peer that refuses the request (admission control) stops reading it and says why
+        // in its reply: read the reply even when the write was stopped.
+        match send.write_all(request).await {
+            Ok(()) => send.finish().map_err(|e| stream_err(&e))?,
+            Err(quinn::WriteError::Stopped(_)) => {}
+            Err(e) => return Err(stream_err(&e)),
+        }
+        let bytes = match read_message(&mut recv, budget).await {
+            Ok(bytes) => bytes,
+            Err(ReadError::Refused(reason)) => {
+                let _ = recv.stop(REFUSED_CODE.into());
+                return Err(TransportError::Refused { addr, reason });
+            }
+            Err(ReadError::TooLong) => {
+                return Err(TransportError::BadReply {
+                    addr,
+                    reason: format!("over the limit of {MESSAGE_BYTES_MAX} bytes"),
+                })
+            }
+            Err(ReadError::Stream(e)) => return Err(stream_err(&e)),
+        };
         proto::decode(&bytes).map_err(|e: ProtoError| TransportError::BadReply {
             addr,
             reason: e.to_string(),
@@ -221,37 +279,100 @@ impl Transport {
     }
 }
 
-/// Serves one request stream: reads the request (bounded), calls `handle`, writes the reply.
-/// A malformed or oversized request gets an error reply; it never takes the node down.
+/// Why a message could not be read.
+enum ReadError {
+    TooLong,
+    Refused(Refused),
+    Stream(quinn::ReadError),
+}
+
+/// Reads one message (the rest of the stream), at most [`MESSAGE_BYTES_MAX`] bytes, taking
+/// every chunk from `budget` before it is kept.
+async fn read_message(
+    recv: &mut quinn::RecvStream,
+    budget: Option<&RequestBudget>,
+) -> Result<Vec<u8>, ReadError> {
+    let mut message = Vec::new();
+    loop {
+        let room = MESSAGE_BYTES_MAX + 1 - message.len();
+        match recv.read_chunk(room, true).await {
+            Ok(Some(chunk)) => {
+                if message.len() + chunk.bytes.len() > MESSAGE_BYTES_MAX {
+                    return Err(ReadError::TooLong);
+                }
+                if let Some(budget) = budget {
+                    // What the vector may grow to, not just what it holds.
+                    let grown = (message.len() + chunk.bytes.len())
+                        .next_power_of_two()
+                        .min(MESSAGE_BYTES_MAX);
+                    budget
+                        .take(grown.saturating_sub(message.capacity()))
+                        .map_err(ReadError::Refused)?;
+                    message.reserve_exact(grown - message.len());
+                }
+                message.extend_from_slice(&chunk.bytes);
+            }
+            Ok(None) => return Ok(message),
+            Err(e) => return Err(ReadError::Stream(e)),
+        }
+    }
+}
+
+/// Serves one request stream: reads the request (bounded, its bytes taken from `budget` as
+/// they arrive), calls `handle`, writes the reply (taken from `budget` too, and reset if the
+/// peer does not take it within [`RESPONSE_WRITE_TIMEOUT`]). A malformed, oversized or
+/// refused request gets an error reply; it never takes the node down. What the request held
+/// returns to the budget when the stream ends.
 pub async fn serve_stream<F, Fut>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
+    budget: Arc<RequestBudget>,
     handle: F,
 ) where
-    F: FnOnce(Request) -> Fut,
+    F: FnOnce(Request, Arc<RequestBudget>) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
+    let error = |kind, message: String| Response::Error { kind, message };
     // A peer that opens a stream and never finishes it must not hold the task forever.
-    let read = tokio::time::timeout(STREAM_READ_TIMEOUT, recv.read_to_end(MESSAGE_BYTES_MAX));
-    let Ok(read) = read.await else { return };
+    let read = tokio::time::timeout(STREAM_READ_TIMEOUT, read_message(&mut recv, Some(&budget)));
+    let Ok(read) = read.await else {
+        let _ = recv.stop(REFUSED_CODE.into());
+        return;
+    };
     let response = match read {
         Ok(bytes) => match proto::decode::<Request>(&bytes) {
-            Ok(request) => handle(request).await,
-            Err(e) => Response::Error {
-                kind: proto::ErrorKind::BadRequest,
-                message: e.to_string(),
-            },
+            Ok(request) => {
+                drop(bytes);
+                handle(request, budget.clone()).await
+            }
+            Err(e) => error(proto::ErrorKind::BadRequest, e.to_string()),
         },
-        Err(quinn::ReadToEndError::TooLong) => Response::Error {
-            kind: proto::ErrorKind::BadRequest,
-            message: format!("request is over the limit of {MESSAGE_BYTES_MAX} bytes"),
-        },
-        Err(_) => return,
+        Err(ReadError::TooLong) => error(
+            proto::ErrorKind::BadRequest,
+            format!("request is over the limit of {MESSAGE_BYTES_MAX} bytes"),
+        ),
+        Err(ReadError::Refused(reason)) => {
+            let _ = recv.stop(REFUSED_CODE.into());
+            error(proto::ErrorKind::Unavailable, reason.to_string())
+        }
+        Err(ReadError::Stream(_)) => return,
     };
-    if send.write_all(&proto::encode(&response)).await.is_ok() {
-        let _ = send.finish();
-        // Give the peer time to read the reply before the stream is dropped.
-        let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+    let mut reply = proto::encode(&response);
+    drop(response);
+    if let Err(reason) = budget.take(reply.len()) {
+        reply = proto::encode(&error(proto::ErrorKind::Unavailable, reason.to_string()));
+    }
+    match tokio::time::timeout(RESPONSE_WRITE_TIMEOUT, send.write_all(&reply)).await {
+        Ok(Ok(())) => {
+            drop(reply);
+            let _ = send.finish();
+            // Give the peer time to read the reply before the stream is dropped.
+            let _ = tokio::time::timeout(RESPONSE_WRITE_TIMEOUT, send.stopped()).await;
+        }
+        Ok(Err(_)) => {}
+        Err(_) => {
+            let _ = send.reset(WRITE_TIMEOUT_CODE.into());
+        }
     }
 }
 

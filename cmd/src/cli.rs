@@ -85,6 +85,49 @@ pub struct NodeStartArgs {
     #[arg(long, value_name = "N", env = "KVCTL_SYNC_RATE_MAX",
           default_value_t = kvctl_node::replica::SYNC_RATE_DEFAULT)]
     pub sync_rate_max: u32,
+    /// Most connections the node holds; more are closed with the reason.
+    #[arg(long, value_name = "N", env = "KVCTL_CONNECTIONS_MAX",
+          default_value_t = kvctl_node::admission::CONNECTIONS_MAX,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub connections_max: usize,
+    /// Most connections one peer (a remote UDP address: one client process or node) holds.
+    #[arg(long, value_name = "N", env = "KVCTL_CONNECTIONS_PER_PEER_MAX",
+          default_value_t = kvctl_node::admission::CONNECTIONS_PER_PEER_MAX,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub connections_per_peer_max: usize,
+    /// Most bytes the node holds for requests in flight (requests, the versions they read,
+    /// replies not yet taken); past it requests are refused as unavailable. E.g. 512MiB.
+    #[arg(long, value_name = "SIZE", env = "KVCTL_REQUEST_BYTES_IN_FLIGHT_MAX",
+          default_value = "1GiB", value_parser = parse_bytes)]
+    pub request_bytes_in_flight_max: usize,
+    /// Most bytes one connection's requests hold (its share of the above); a get at ALL of a
+    /// 16 MiB value needs about 100MiB.
+    #[arg(long, value_name = "SIZE", env = "KVCTL_CONNECTION_BYTES_IN_FLIGHT_MAX",
+          default_value = "128MiB", value_parser = parse_bytes)]
+    pub connection_bytes_in_flight_max: usize,
+    /// Most bytes of writes waiting for the node's writer; more wait for room.
+    #[arg(long, value_name = "SIZE", env = "KVCTL_WRITE_QUEUE_BYTES_MAX",
+          default_value = "64MiB", value_parser = parse_bytes)]
+    pub write_queue_bytes_max: usize,
+}
+
+/// A size in bytes: a number, optionally followed by KiB, MiB or GiB.
+fn parse_bytes(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let (number, shift) = [("GiB", 30), ("MiB", 20), ("KiB", 10), ("B", 0)]
+        .iter()
+        .find_map(|(unit, shift)| s.strip_suffix(unit).map(|n| (n.trim(), *shift)))
+        .unwrap_or((s, 0));
+    let n: usize = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (a number of bytes, or e.g. 64MiB, 1GiB)"))?;
+    let bytes = n
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s} is too large"))?;
+    if bytes < 1 << 20 {
+        return Err(format!("{s} is under the least of 1MiB"));
+    }
+    Ok(bytes)
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ use kvctl::proto::{Request, Response};
 use kvctl::ring::{allocate_tokens, Ring};
 use kvctl::tls::Identity;
 use kvctl::transport::Transport;
+use kvctl_node::admission;
 use kvctl_node::lease::DotLease;
 use kvctl_node::{Node, NodeConfig};
 
@@ -232,6 +233,15 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         sync_rate_max: args.sync_rate_max,
         generation,
         secret,
+        admission: admission::Limits {
+            connections_max: args.connections_max,
+            connections_per_peer_max: args.connections_per_peer_max,
+            budget: kvctl::budget::Limits {
+                request_bytes_in_flight_max: args.request_bytes_in_flight_max,
+                connection_bytes_in_flight_max: args.connection_bytes_in_flight_max,
+            },
+            write_queue_bytes_max: args.write_queue_bytes_max,
+        },
     };
     let result = Node::run(config, &identity, engine, lease, shutdown_signal()).await;
     let _ = fs::remove_file(&pid_path);

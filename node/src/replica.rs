@@ -6,9 +6,10 @@
 //! with one engine batch: one WAL append and one fsync for many writes, and no read-merge-write
 //! races between writes to one key, since one thread does them in order.
 //!
-//! At most [`WRITES_QUEUED_MAX`] writes wait for the writer; requests bringing more wait for
-//! room, so a flood of writes slows its senders down (the queue's memory is bounded by that
-//! many values, each within the value limit).
+//! At most [`WRITES_QUEUED_MAX`] writes, of at most [`WRITE_QUEUE_BYTES_MAX`] bytes in all
+//! (configurable), wait for the writer; requests bringing more wait for room, so a flood of
+//! writes slows its senders down and the queue's memory stays bounded. A write is counted from
+//! the moment it waits until its round is durable.
 //!
 //! Rounds are paced by a [`SyncPacer`]: under load, writes wait a little and share the next
 //! round's fsync, so a node's fsyncs per second stay bounded (many disks, cloud volumes above
@@ -27,7 +28,7 @@ use std::time::Instant;
 use kvctl::engine::{Engine, EngineError, Options, Store, WriteBatch};
 use kvctl::version::{Siblings, VersionError, SIBLINGS_MAX};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::lease::{DotLease, LeaseError};
 use crate::pacer::SyncPacer;
@@ -45,6 +46,10 @@ const ROUND_WRITES_MAX: usize = 512;
 /// At most this many writes wait for the writer; more wait to be queued (backpressure on the
 /// requests that bring them).
 pub const WRITES_QUEUED_MAX: usize = 1024;
+
+/// Default most bytes of writes (their values and versions) waiting for the writer or in its
+/// current round.
+pub const WRITE_QUEUE_BYTES_MAX: usize = 64 << 20;
 
 /// Default most durable rounds (fsyncs) a second a node's writer starts, on average.
 pub const SYNC_RATE_DEFAULT: u32 = 1000;
@@ -75,7 +80,14 @@ pub enum ReplicaError {
 
 /// Builds a coordinator's new versions from what is stored and the dot counter floor.
 type Make = Box<dyn FnOnce(&Siblings, u64) -> Result<Siblings, VersionError> + Send>;
-type Jobs = mpsc::Sender<(Vec<u8>, Job)>;
+type Jobs = mpsc::Sender<Queued>;
+
+/// A write waiting for the writer, with its bytes' place in the queue.
+struct Queued {
+    key: Vec<u8>,
+    job: Job,
+    room: OwnedSemaphorePermit,
+}
 
 enum Job {
     /// Merge versions sent by a coordinator or by read repair.
@@ -100,13 +112,22 @@ pub struct Prepared {
 pub struct Replica {
     engine: Arc<Engine>,
     jobs: Mutex<Option<Jobs>>,
+    /// The queue's room, in bytes.
+    room: Arc<Semaphore>,
+    room_max: usize,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Replica {
     /// A replica over `engine`, handing out dots under `lease`, its durable rounds paced by
-    /// `pacer`.
-    pub fn new(engine: Arc<Engine>, mut lease: DotLease, mut pacer: SyncPacer) -> Self {
+    /// `pacer`, with at most `queue_bytes_max` bytes of writes waiting.
+    pub fn new(
+        engine: Arc<Engine>,
+        mut lease: DotLease,
+        mut pacer: SyncPacer,
+        queue_bytes_max: usize,
+    ) -> Self {
+        let room_max = queue_bytes_max.clamp(1, u32::MAX as usize);
         let (tx, rx) = mpsc::channel(WRITES_QUEUED_MAX);
         let writer_engine = engine.clone();
         let writer = std::thread::Builder::new()
@@ -116,6 +137,8 @@ impl Replica {
         Replica {
             engine,
             jobs: Mutex::new(Some(tx)),
+            room: Arc::new(Semaphore::new(room_max)),
+            room_max,
             writer: Mutex::new(Some(writer)),
         }
     }
@@ -134,11 +157,24 @@ impl Replica {
         read(&self.engine, key)
     }
 
-    async fn submit(&self, key: &[u8], job: Job) -> Result<(), ReplicaError> {
+    /// Queues `job`, which holds about `bytes`, once the queue has room for it (a job larger
+    /// than the whole queue waits for an empty one).
+    async fn submit(&self, key: &[u8], job: Job, bytes: usize) -> Result<(), ReplicaError> {
         let tx = self.jobs.lock().clone().ok_or(ReplicaError::Closed)?;
-        tx.send((key.to_vec(), job))
+        let wanted = (bytes + key.len()).clamp(1, self.room_max) as u32;
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(wanted)
             .await
-            .map_err(|_| ReplicaError::Closed)
+            .map_err(|_| ReplicaError::Closed)?;
+        tx.send(Queued {
+            key: key.to_vec(),
+            job,
+            room,
+        })
+        .await
+        .map_err(|_| ReplicaError::Closed)
     }
 
     /// Merges `incoming` into the stored versions of `key` and makes the result durable.
@@ -148,16 +184,24 @@ impl Replica {
         incoming: Siblings,
     ) -> Result<Siblings, ReplicaError> {
         let (reply, done) = oneshot::channel();
-        self.submit(key, Job::Merge { incoming, reply }).await?;
+        let bytes = incoming
+            .versions
+            .iter()
+            .map(|v| v.value.as_ref().map_or(0, Vec::len) + VERSION_OVERHEAD_BYTES)
+            .sum();
+        self.submit(key, Job::Merge { incoming, reply }, bytes)
+            .await?;
         done.await.map_err(|_| ReplicaError::Closed)?
     }
 
     /// Builds new versions from what is stored for `key` with `make` (given the stored
     /// versions and the floor new dot counters must be above), merges them and makes them
     /// durable. Returns as soon as the new versions are made, before they are durable here.
+    /// `value_bytes` is the size of the value `make` writes (for the queue's bound).
     pub async fn update(
         &self,
         key: &[u8],
+        value_bytes: usize,
         make: impl FnOnce(&Siblings, u64) -> Result<Siblings, VersionError> + Send + 'static,
     ) -> Result<Prepared, ReplicaError> {
         let (prepared, made) = oneshot::channel();
@@ -167,6 +211,7 @@ impl Replica {
                 make: Box::new(make),
                 prepared,
             },
+            value_bytes + VERSION_OVERHEAD_BYTES,
         )
         .await?;
         made.await.map_err(|_| ReplicaError::Closed)?
@@ -194,6 +239,9 @@ fn read(engine: &Engine, key: &[u8]) -> Result<Siblings, ReplicaError> {
     }
 }
 
+/// What a version holds besides its value, about (clock, dot, framing).
+const VERSION_OVERHEAD_BYTES: usize = 256;
+
 /// A write taken into the current round, waiting for the round to be durable.
 enum Done {
     Merge(oneshot::Sender<Result<Siblings, ReplicaError>>, Siblings),
@@ -204,7 +252,7 @@ fn write_rounds(
     engine: &Engine,
     lease: &mut DotLease,
     pacer: &mut SyncPacer,
-    mut jobs: mpsc::Receiver<(Vec<u8>, Job)>,
+    mut jobs: mpsc::Receiver<Queued>,
 ) {
     while let Some(first) = jobs.blocking_recv() {
         // Writes that come while the round waits for its turn join it.
@@ -215,10 +263,13 @@ fn write_rounds(
         // This round's state of every key it wrote, and what waits for the round's fsync.
         let mut round: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         let mut waiting = Vec::new();
+        // The queue's room the round's writes hold, given back once the round is durable.
+        let mut rooms = Vec::new();
         let mut bytes = 0;
         let mut taken = 0;
         let mut next = Some(first);
-        while let Some((key, job)) = next.take() {
+        while let Some(Queued { key, job, room }) = next.take() {
+            rooms.push(room);
             taken += 1;
             let stored = match round.get(&key) {
                 Some(encoded) => Siblings::decode(encoded).map_err(ReplicaError::from),
@@ -259,6 +310,7 @@ fn write_rounds(
                 (Done::Update(durable), Err(e)) => drop(durable.send(Err(e.clone()))),
             }
         }
+        drop(rooms);
     }
 }
 
@@ -349,7 +401,12 @@ mod tests {
 
     /// An unpaced replica over `engine`, with its lease at `lease`.
     fn unpaced(engine: Arc<Engine>, lease: &std::path::Path) -> Replica {
-        Replica::new(engine, DotLease::open(lease).unwrap(), SyncPacer::new(0, 1))
+        Replica::new(
+            engine,
+            DotLease::open(lease).unwrap(),
+            SyncPacer::new(0, 1),
+            WRITE_QUEUE_BYTES_MAX,
+        )
     }
 
     fn current_thread() -> tokio::runtime::Runtime {
@@ -377,7 +434,7 @@ mod tests {
                     let replica = replica.clone();
                     tokio::spawn(async move {
                         let prepared = replica
-                            .update(b"k", move |stored, floor| {
+                            .update(b"k", 1, move |stored, floor| {
                                 let v = new_version_against(
                                     stored,
                                     &VClock::new(),
@@ -422,7 +479,7 @@ mod tests {
         // Refused writes answer with an error and store nothing.
         let rt = current_thread();
         let replica = unpaced(engine, &lease);
-        let err = rt.block_on(replica.update(b"k", |_, _| {
+        let err = rt.block_on(replica.update(b"k", 0, |_, _| {
             Err(VersionError::BadContext {
                 reason: "test".into(),
             })
@@ -495,7 +552,7 @@ mod tests {
             CLOCK_ENTRIES_MAX,
         );
         let context = Siblings::from(forged).context();
-        let result = rt.block_on(replica.update(b"k", move |stored, floor| {
+        let result = rt.block_on(replica.update(b"k", 1, move |stored, floor| {
             Ok(Siblings::from(new_version_against(
                 stored,
                 &context,
@@ -528,7 +585,7 @@ mod tests {
         let write_once = |data: &str, value: u8| {
             let replica = unpaced(open_engine(&dir.path().join(data)), &lease_path);
             let prepared = rt
-                .block_on(replica.update(b"k", move |stored, floor| {
+                .block_on(replica.update(b"k", 1, move |stored, floor| {
                     Ok(Siblings::from(new_version_against(
                         stored,
                         &VClock::new(),

@@ -5,9 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kvctl::budget::{NodeBudget, RequestBudget};
 use kvctl::context::ClusterSecret;
 use kvctl::engine::{Engine, EngineError, Limits, Store};
-use kvctl::proto::{Consistency, ErrorKind, Member, MemberState, Request, Response};
+use kvctl::proto::{self, Consistency, ErrorKind, Member, MemberState, Request, Response};
 use kvctl::tls::{Identity, Peer};
 use kvctl::transport::{serve_stream, size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
 use kvctl::version::{new_version_against, Siblings, CLOCK_ENTRIES_MAX};
@@ -15,6 +16,7 @@ use parking_lot::Mutex;
 use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 
+use crate::admission::{self, Connections};
 use crate::lease::DotLease;
 use crate::membership::Membership;
 use crate::pacer::{SyncPacer, SYNC_BURST};
@@ -44,6 +46,8 @@ pub struct NodeConfig {
     pub generation: u64,
     /// The key causal contexts are sealed with, the same on every node of the cluster.
     pub secret: ClusterSecret,
+    /// Connections, bytes in flight, the write queue.
+    pub admission: admission::Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +98,12 @@ pub struct Node {
     /// The name this node's dots carry: its id and its lease's incarnation.
     actor: String,
     complaints: Mutex<Complaints>,
+    connections: Arc<Connections>,
+    budget: NodeBudget,
 }
+
+/// The connection error code of a connection refused by admission (its reason says why).
+const CONNECTION_REFUSED_CODE: u32 = 1;
 
 /// How often one complaint (a refused gossip entry, say) is logged at most.
 const COMPLAINT_INTERVAL: Duration = Duration::from_secs(60);
@@ -158,7 +167,10 @@ impl Node {
                 engine.clone(),
                 lease,
                 SyncPacer::new(config.sync_rate_max, SYNC_BURST),
+                config.admission.write_queue_bytes_max,
             )),
+            connections: Connections::new(config.admission),
+            budget: NodeBudget::new(config.admission.budget),
             transport: transport.clone(),
             started: Instant::now(),
             actor,
@@ -173,13 +185,28 @@ impl Node {
                     let Some(incoming) = incoming else { break };
                     let node = node.clone();
                     tokio::spawn(async move {
+                        // Counted from its arrival: handshakes in progress hold slots too.
+                        let slot = node.connections.admit(incoming.remote_address());
                         // A failed handshake (no certificate, another CA) ends here.
                         let Ok(conn) = incoming.await else { return };
+                        let _slot = match slot {
+                            Ok(slot) => slot,
+                            Err(reason) => {
+                                node.complaints.lock().log(&reason);
+                                conn.close(CONNECTION_REFUSED_CODE.into(), reason.as_bytes());
+                                return;
+                            }
+                        };
                         let peer = Arc::new(kvctl::tls::peer(&conn));
+                        let budget = node.budget.connection();
                         while let Ok((send, recv)) = conn.accept_bi().await {
                             let (node, peer) = (node.clone(), peer.clone());
+                            let budget = Arc::new(budget.request());
                             tokio::spawn(async move {
-                                serve_stream(send, recv, |req| node.handle(req, &peer)).await;
+                                serve_stream(send, recv, budget, |req, budget| {
+                                    node.handle(req, &peer, budget)
+                                })
+                                .await;
                             });
                         }
                     });
@@ -238,7 +265,12 @@ impl Node {
         }
     }
 
-    async fn handle(self: Arc<Self>, request: Request, peer: &Peer) -> Response {
+    async fn handle(
+        self: Arc<Self>,
+        request: Request,
+        peer: &Peer,
+        budget: Arc<RequestBudget>,
+    ) -> Response {
         let from_node = peer.node_id().is_some();
         let node_only = matches!(
             request,
@@ -257,7 +289,9 @@ impl Node {
             );
         }
         match request {
-            Request::Get { key, consistency } => self.get(key.into_vec(), consistency).await,
+            Request::Get { key, consistency } => {
+                self.get(key.into_vec(), consistency, budget).await
+            }
             Request::Put {
                 key,
                 value,
@@ -273,10 +307,11 @@ impl Node {
                     consistency,
                     lww,
                     forwarded,
+                    budget,
                 )
                 .await
             }
-            Request::ReplicaRead { key } => self.replica_read(key.into_vec()).await,
+            Request::ReplicaRead { key } => self.replica_read(key.into_vec(), &budget).await,
             Request::ReplicaWrite { key, siblings } => {
                 self.replica_write(key.into_vec(), siblings.into_vec())
                     .await
@@ -338,7 +373,12 @@ impl Node {
 
     /// Reads from as many replicas as the level needs (this node's own first, then those gossip
     /// reports up), asking the next replica whenever one fails, and merges what they hold.
-    async fn get(self: Arc<Self>, key: Vec<u8>, level: Consistency) -> Response {
+    async fn get(
+        self: Arc<Self>,
+        key: Vec<u8>,
+        level: Consistency,
+        budget: Arc<RequestBudget>,
+    ) -> Response {
         if let Err(e) = self.check_key(&key) {
             return e;
         }
@@ -364,7 +404,7 @@ impl Node {
                 asked += 1;
                 if id == self.config.id {
                     // The engine serves reads from memory or the page cache: no hand-off.
-                    match self.replica.read(&key) {
+                    match self.read_local(&key, &budget) {
                         Ok(siblings) => {
                             quorum.ok();
                             merged = merged.merge(&siblings);
@@ -378,12 +418,15 @@ impl Node {
                     quorum.fail(&id, "down (no recent gossip)");
                     continue;
                 };
-                let (tx, node) = (tx.clone(), self.clone());
-                let req = Request::ReplicaRead {
+                let (tx, node, budget) = (tx.clone(), self.clone(), budget.clone());
+                let req = proto::encode(&Request::ReplicaRead {
                     key: ByteBuf::from(key.clone()),
-                };
+                });
                 tokio::spawn(async move {
-                    let r = match node.transport.request(addr, &req).await {
+                    let sent =
+                        node.transport
+                            .send_encoded(addr, &req, REQUEST_TIMEOUT, Some(&budget));
+                    let r = match sent.await {
                         Ok(Response::Replica { siblings: None }) => Ok(Siblings::default()),
                         Ok(Response::Replica { siblings: Some(b) }) => {
                             Siblings::decode(&b).map_err(|e| e.to_string())
@@ -409,7 +452,7 @@ impl Node {
         if !quorum.reached() {
             return error(ErrorKind::Unavailable, quorum.error());
         }
-        self.repair(&key, &merged, answers);
+        self.repair(&key, &merged, answers, budget);
         let values: Vec<ByteBuf> = merged.values().map(|v| ByteBuf::from(v.to_vec())).collect();
         Response::Value {
             found: !values.is_empty(),
@@ -419,7 +462,15 @@ impl Node {
     }
 
     /// Read repair: replicas that answered with less than the merged versions get them.
-    fn repair(self: &Arc<Self>, key: &[u8], merged: &Siblings, answers: Vec<(String, Siblings)>) {
+    /// The repair holds its bytes in the get's budget until it is done (or is skipped when the
+    /// budget cannot cover it: a later read repairs the key).
+    fn repair(
+        self: &Arc<Self>,
+        key: &[u8],
+        merged: &Siblings,
+        answers: Vec<(String, Siblings)>,
+        budget: Arc<RequestBudget>,
+    ) {
         let stale: Vec<String> = answers
             .into_iter()
             .filter(|(_, s)| s != merged)
@@ -428,8 +479,13 @@ impl Node {
         if stale.is_empty() {
             return;
         }
-        let (node, key, bytes) = (self.clone(), key.to_vec(), merged.encode());
+        let bytes = merged.encode();
+        if budget.take(2 * bytes.len()).is_err() {
+            return;
+        }
+        let (node, key) = (self.clone(), key.to_vec());
         tokio::spawn(async move {
+            let _budget = budget;
             for id in stale {
                 if id == node.config.id {
                     if let Ok(merged) = Siblings::decode(&bytes) {
@@ -439,11 +495,14 @@ impl Node {
                 }
                 let addr = node.membership.lock().addr_of(&id);
                 if let Some(addr) = addr {
-                    let req = Request::ReplicaWrite {
+                    let req = proto::encode(&Request::ReplicaWrite {
                         key: ByteBuf::from(key.clone()),
                         siblings: ByteBuf::from(bytes.clone()),
-                    };
-                    let _ = node.transport.request(addr, &req).await;
+                    });
+                    let _ = node
+                        .transport
+                        .send_encoded(addr, &req, REQUEST_TIMEOUT, None)
+                        .await;
                 }
             }
         });
@@ -457,6 +516,7 @@ impl Node {
         level: Consistency,
         lww: bool,
         forwarded: bool,
+        budget: Arc<RequestBudget>,
     ) -> Response {
         if let Err(e) = self.check_key(&key) {
             return e;
@@ -521,9 +581,10 @@ impl Node {
         let mut quorum = Quorum::new(level, replicas.len());
         let me = self.actor.clone();
         let now = wall_ms();
+        let value_bytes = value.as_ref().map_or(0, Vec::len);
         let local = self
             .replica
-            .update(&key, move |stored, floor| {
+            .update(&key, value_bytes, move |stored, floor| {
                 let context = if lww {
                     stored.context().merge(&context)
                 } else {
@@ -544,11 +605,21 @@ impl Node {
             Ok(prepared) => prepared,
             Err(e) => return replica_error(e),
         };
+        // One encoding of the replica write, shared by every replica's request: a put holds its
+        // value a fixed number of times, whatever N.
         let payload = incoming.encode();
+        let payload_bytes = payload.len();
+        if let Err(e) = budget.take(2 * payload_bytes) {
+            return error(ErrorKind::Unavailable, e);
+        }
+        let replica_write = Arc::new(proto::encode(&Request::ReplicaWrite {
+            key: ByteBuf::from(key.clone()),
+            siblings: ByteBuf::from(payload),
+        }));
         let (tx, mut rx) = mpsc::channel::<(String, Result<(), String>)>(replicas.len());
         {
             let (tx, me) = (tx.clone(), self.config.id.clone());
-            let timeout = REQUEST_TIMEOUT + size_allowance(payload.len());
+            let timeout = REQUEST_TIMEOUT + size_allowance(payload_bytes);
             tokio::spawn(async move {
                 let r = match tokio::time::timeout(timeout, durable).await {
                     Ok(Ok(Ok(()))) => Ok(()),
@@ -570,19 +641,11 @@ impl Node {
                 quorum.fail(&id, "down (no recent gossip)");
                 continue;
             };
-            let req = Request::ReplicaWrite {
-                key: ByteBuf::from(key.clone()),
-                siblings: ByteBuf::from(payload.clone()),
-            };
-            let (tx, node) = (tx.clone(), self.clone());
-            let timeout = REQUEST_TIMEOUT + size_allowance(payload.len());
+            let (tx, node, req) = (tx.clone(), self.clone(), replica_write.clone());
+            let timeout = REQUEST_TIMEOUT + size_allowance(payload_bytes);
             // Each replica write runs to its end even after the level is met.
             tokio::spawn(async move {
-                let r = match node
-                    .transport
-                    .request_with_timeout(addr, &req, timeout)
-                    .await
-                {
+                let r = match node.transport.send_encoded(addr, &req, timeout, None).await {
                     Ok(Response::Ack) => Ok(()),
                     Ok(Response::Error { message, .. }) => Err(message),
                     Ok(_) => Err("unexpected reply".to_string()),
@@ -659,12 +722,26 @@ impl Node {
         )
     }
 
-    async fn replica_read(&self, key: Vec<u8>) -> Response {
+    /// This node's versions of `key`, their bytes taken from `budget`.
+    fn read_local(&self, key: &[u8], budget: &RequestBudget) -> Result<Siblings, String> {
+        match self.replica.read_raw(key).map_err(|e| e.to_string())? {
+            None => Ok(Siblings::default()),
+            Some(bytes) => {
+                budget.take(bytes.len()).map_err(|e| e.to_string())?;
+                Siblings::decode(&bytes).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn replica_read(&self, key: Vec<u8>, budget: &RequestBudget) -> Response {
         // Stored bytes are already the encoded siblings: pass them on without decoding.
         match self.replica.read_raw(&key) {
             Ok(None) => Response::Replica { siblings: None },
-            Ok(Some(bytes)) => Response::Replica {
-                siblings: Some(ByteBuf::from(bytes)),
+            Ok(Some(bytes)) => match budget.take(bytes.len()) {
+                Ok(()) => Response::Replica {
+                    siblings: Some(ByteBuf::from(bytes)),
+                },
+                Err(e) => error(ErrorKind::Unavailable, e),
             },
             Err(e) => error(ErrorKind::Internal, e),
         }

@@ -1,0 +1,141 @@
+//! Admission of connections: at most [`Limits::connections_max`] per node and
+//! [`Limits::connections_per_peer_max`] per peer, counted from the moment a connection
+//! arrives (a flood of handshakes holds slots too), each with its share of the node's budget
+//! for requests in flight ([`kvctl::budget`]).
+//!
+//! A peer is a remote UDP address: one QUIC endpoint, which is one client process or one node.
+//! Counting by IP address alone would lump together every client behind one NAT, or every
+//! process of a machine (all of a local cluster's nodes and clients share 127.0.0.1).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// Default most connections a node holds.
+pub const CONNECTIONS_MAX: usize = 256;
+/// Default most connections one peer (a remote UDP address) may hold at a node.
+pub const CONNECTIONS_PER_PEER_MAX: usize = 4;
+
+/// A node's admission limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub connections_max: usize,
+    pub connections_per_peer_max: usize,
+    /// Bytes of requests in flight, per node and per connection.
+    pub budget: kvctl::budget::Limits,
+    /// Bytes of writes waiting for the replica's writer.
+    pub write_queue_bytes_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connections_max: CONNECTIONS_MAX,
+            connections_per_peer_max: CONNECTIONS_PER_PEER_MAX,
+            budget: kvctl::budget::Limits::default(),
+            write_queue_bytes_max: crate::replica::WRITE_QUEUE_BYTES_MAX,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    by_peer: HashMap<SocketAddr, usize>,
+}
+
+/// The connections a node holds.
+pub struct Connections {
+    limits: Limits,
+    counts: Mutex<Counts>,
+}
+
+/// A connection's place among the node's; it is given back when dropped.
+pub struct Slot {
+    connections: Arc<Connections>,
+    peer: SocketAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.connections.counts.lock();
+        counts.total -= 1;
+        if let Some(n) = counts.by_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                counts.by_peer.remove(&self.peer);
+            }
+        }
+    }
+}
+
+impl Connections {
+    pub fn new(limits: Limits) -> Arc<Connections> {
+        Arc::new(Connections {
+            limits,
+            counts: Mutex::new(Counts::default()),
+        })
+    }
+
+    /// Connections held now.
+    pub fn count(&self) -> usize {
+        self.counts.lock().total
+    }
+
+    /// A place for a new connection from `peer`, or the reason there is none.
+    pub fn admit(self: &Arc<Self>, peer: SocketAddr) -> Result<Slot, String> {
+        let mut counts = self.counts.lock();
+        let max = self.limits.connections_max;
+        if counts.total >= max {
+            return Err(format!(
+                "the node holds its limit of {max} connections (connections_max); retry later"
+            ));
+        }
+        let per_peer = self.limits.connections_per_peer_max;
+        let from_peer = counts.by_peer.get(&peer).copied().unwrap_or(0);
+        if from_peer >= per_peer {
+            return Err(format!(
+                "{peer} holds its limit of {per_peer} connections to this node \
+                 (connections_per_peer_max); reuse one"
+            ));
+        }
+        counts.total += 1;
+        *counts.by_peer.entry(peer).or_default() += 1;
+        Ok(Slot {
+            connections: self.clone(),
+            peer,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_bounds_connections_per_peer_and_per_node() {
+        let connections = Connections::new(Limits {
+            connections_max: 3,
+            connections_per_peer_max: 2,
+            ..Limits::default()
+        });
+        let (a, b, c): (SocketAddr, SocketAddr, SocketAddr) = (
+            "10.0.0.1:1".parse().unwrap(),
+            "10.0.0.1:2".parse().unwrap(),
+            "10.0.0.2:1".parse().unwrap(),
+        );
+        let a1 = connections.admit(a).unwrap();
+        let _a2 = connections.admit(a).unwrap();
+        let err = connections.admit(a).err().unwrap();
+        assert!(err.contains("connections_per_peer_max"), "{err}");
+        let _b1 = connections.admit(b).unwrap();
+        let err = connections.admit(c).err().unwrap();
+        assert!(err.contains("connections_max"), "{err}");
+        drop(a1);
+        assert_eq!(connections.count(), 2);
+        let _c1 = connections.admit(c).unwrap();
+        let _ = connections.admit(a).err().unwrap();
+    }
+}
