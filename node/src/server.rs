@@ -89,6 +89,17 @@ fn replica_error(e: ReplicaError) -> Response {
     }
 }
 
+/// A put as the node takes it (from a client, or from a node that handed it on).
+struct Put {
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+    /// The context token, as the client sent it.
+    context: Option<String>,
+    level: Consistency,
+    lww: bool,
+    forwarded: bool,
+}
+
 pub struct Node {
     config: NodeConfig,
     replica: Arc<Replica>,
@@ -300,16 +311,15 @@ impl Node {
                 lww,
                 forwarded,
             } => {
-                self.put(
-                    key.into_vec(),
-                    value.map(ByteBuf::into_vec),
+                let put = Put {
+                    key: key.into_vec(),
+                    value: value.map(ByteBuf::into_vec),
                     context,
-                    consistency,
+                    level: consistency,
                     lww,
                     forwarded,
-                    budget,
-                )
-                .await
+                };
+                self.put(put, budget).await
             }
             Request::ReplicaRead { key } => self.replica_read(key.into_vec(), &budget).await,
             Request::ReplicaWrite { key, siblings } => {
@@ -508,16 +518,15 @@ impl Node {
         });
     }
 
-    async fn put(
-        self: Arc<Self>,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        context: Option<String>,
-        level: Consistency,
-        lww: bool,
-        forwarded: bool,
-        budget: Arc<RequestBudget>,
-    ) -> Response {
+    async fn put(self: Arc<Self>, put: Put, budget: Arc<RequestBudget>) -> Response {
+        let Put {
+            key,
+            value,
+            context,
+            level,
+            lww,
+            forwarded,
+        } = put;
         if let Err(e) = self.check_key(&key) {
             return e;
         }
