@@ -90,13 +90,23 @@ impl NodeBudget {
         (units(self.limits.request_bytes_in_flight_max) as usize).saturating_sub(free) * UNIT_BYTES
     }
 
-    /// The share of a new connection.
+    /// The share of a new connection from a client.
     pub fn connection(&self) -> ConnectionBudget {
         ConnectionBudget {
             node: self.clone(),
-            share: Arc::new(Semaphore::new(
+            share: Some(Arc::new(Semaphore::new(
                 units(self.limits.connection_bytes_in_flight_max) as usize,
-            )),
+            ))),
+        }
+    }
+
+    /// The share of a new connection from another node: one connection carries the requests
+    /// that node coordinates for all its clients, so it is bounded by the pool alone (each
+    /// client's part was bounded by its own connection's share at the coordinator).
+    pub fn node_connection(&self) -> ConnectionBudget {
+        ConnectionBudget {
+            node: self.clone(),
+            share: None,
         }
     }
 }
@@ -105,7 +115,8 @@ impl NodeBudget {
 #[derive(Debug, Clone)]
 pub struct ConnectionBudget {
     node: NodeBudget,
-    share: Arc<Semaphore>,
+    /// None for another node's connection.
+    share: Option<Arc<Semaphore>>,
 }
 
 impl ConnectionBudget {
@@ -134,14 +145,15 @@ impl RequestBudget {
         }
         let n = units(bytes);
         let limits = self.connection.node.limits;
-        let share = self
-            .connection
-            .share
-            .clone()
-            .try_acquire_many_owned(n)
-            .map_err(|_| Refused::Connection {
-                max: limits.connection_bytes_in_flight_max,
-            })?;
+        let share =
+            match &self.connection.share {
+                Some(share) => Some(share.clone().try_acquire_many_owned(n).map_err(|_| {
+                    Refused::Connection {
+                        max: limits.connection_bytes_in_flight_max,
+                    }
+                })?),
+                None => None,
+            };
         let pool = self
             .connection
             .node
@@ -152,20 +164,25 @@ impl RequestBudget {
                 max: limits.request_bytes_in_flight_max,
             })?;
         let mut held = self.held.lock();
-        held.push(share);
+        held.extend(share);
         held.push(pool);
         Ok(())
     }
 
     /// Bytes this request holds.
     pub fn held_bytes(&self) -> usize {
-        self.held
+        let units: usize = self
+            .held
             .lock()
             .iter()
             .map(OwnedSemaphorePermit::num_permits)
-            .sum::<usize>()
-            / 2
-            * UNIT_BYTES
+            .sum();
+        let copies = if self.connection.share.is_some() {
+            2
+        } else {
+            1
+        };
+        units / copies * UNIT_BYTES
     }
 }
 
@@ -205,5 +222,9 @@ mod tests {
         c1.take(1).unwrap();
         drop((a2, b1, c1));
         assert_eq!(node.held_bytes(), 0);
+        // Another node's connection may use the whole pool.
+        let n1 = node.node_connection().request();
+        n1.take(10 << 20).unwrap();
+        assert!(matches!(n1.take(1), Err(Refused::Node { .. })));
     }
 }

@@ -516,6 +516,32 @@ impl Siblings {
         Ok(())
     }
 
+    /// Bounds the siblings to at most `siblings_max` versions and `bytes_max` bytes encoded,
+    /// keeping the newest in the canonical (total) order and always the newest one. Returns how
+    /// many versions it dropped.
+    ///
+    /// Replicas trim every merge instead of refusing it, so a limit bounds a key without
+    /// stopping convergence: the trim depends only on the versions, so replicas that have
+    /// exchanged their versions keep the same ones. Dropping a version loses that write; a
+    /// key only gets there when clients keep writing it without contexts.
+    pub fn trim(&mut self, siblings_max: usize, bytes_max: usize) -> usize {
+        let keep_max = siblings_max.max(1);
+        let mut bytes = 5 + self
+            .versions
+            .iter()
+            .map(Version::encoded_len)
+            .sum::<usize>();
+        let mut drop = 0;
+        while self.versions.len() - drop > keep_max
+            || (bytes > bytes_max && self.versions.len() - drop > 1)
+        {
+            bytes -= self.versions[drop].encoded_len();
+            drop += 1;
+        }
+        self.versions.drain(..drop);
+        drop
+    }
+
     /// Encodes the siblings for storage and replication: the format byte [`SIBLINGS_FORMAT`],
     /// then a compact little-endian layout (see `docs/protocol.md`). Every replica read and
     /// write decodes and encodes siblings, so this is a hand-written format rather than CBOR.
@@ -615,6 +641,13 @@ impl Siblings {
 }
 
 impl Version {
+    /// The bytes [`Siblings::encode`] writes for this version.
+    fn encoded_len(&self) -> usize {
+        let clock: usize = self.clock.entries.keys().map(|k| 4 + k.len() + 16).sum();
+        let value = self.value.as_ref().map_or(0, |v| 4 + v.len());
+        4 + clock + 4 + self.dot.node.len() + 16 + 8 + 1 + value
+    }
+
     fn encoded_hint(&self) -> usize {
         48 + self
             .clock
@@ -1028,6 +1061,61 @@ mod tests {
         let err = s.check(3).unwrap_err();
         assert_eq!(err, VersionError::TooManySiblings { count: 4, max: 3 });
         assert!(err.to_string().contains("4 siblings"));
+    }
+
+    /// Trimming keeps the newest versions within both bounds, counts what it drops, never
+    /// drops the last version, and gives the same result whatever order replicas merged in.
+    #[test]
+    fn trim_keeps_the_newest_within_the_bounds() {
+        let mut s = Siblings::default();
+        for i in 0..10u64 {
+            s = put(
+                &s,
+                &VClock::new(),
+                &format!("n{i}"),
+                100 + i,
+                Some(&[b'v'; 100]),
+            );
+        }
+        assert_eq!(s.len(), 10);
+        let size = |s: &Siblings| s.encode().len();
+        for v in &s.versions {
+            assert_eq!(
+                Siblings::from(v.clone()).encode().len(),
+                5 + v.encoded_len()
+            );
+        }
+        let mut a = s.clone();
+        assert_eq!(a.trim(4, usize::MAX), 6);
+        let stamps: Vec<u64> = a.versions.iter().map(|v| v.timestamp_ms).collect();
+        assert_eq!(stamps, [106, 107, 108, 109]);
+
+        // The byte bound: as many of the newest as fit.
+        let one = size(&Siblings::from(s.versions[0].clone())) - 5;
+        let mut b = s.clone();
+        assert_eq!(b.trim(SIBLINGS_MAX, 5 + 3 * one), 7);
+        assert_eq!(b.len(), 3);
+        assert!(size(&b) <= 5 + 3 * one);
+        assert_eq!(b.versions[0].timestamp_ms, 107);
+
+        // Within bounds nothing goes; the newest stays even when alone over the bound.
+        let mut c = s.clone();
+        assert_eq!(c.trim(SIBLINGS_MAX, usize::MAX), 0);
+        assert_eq!(c, s);
+        let mut d = s.clone();
+        assert_eq!(d.trim(0, 1), 9);
+        assert_eq!(d.versions[0].timestamp_ms, 109);
+
+        // Two replicas holding different halves converge on the same trimmed set.
+        let (left, right) = s.versions.split_at(5);
+        let left = Siblings::from_versions(left.to_vec());
+        let right = Siblings::from_versions(right.to_vec());
+        let mut x = left.merge(&right);
+        let mut y = right.merge(&left);
+        x.trim(4, usize::MAX);
+        y.trim(4, usize::MAX);
+        assert_eq!(x, y);
+        assert_eq!(x, a);
     }
 
     #[test]

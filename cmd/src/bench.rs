@@ -196,6 +196,7 @@ pub async fn run(home: &Path, args: BenchArgs) -> anyhow::Result<()> {
     }
     let elapsed = start.elapsed();
     run_bar.finish_and_clear();
+    client.close().await;
     report(&args, elapsed, &reads, &updates, errors)
 }
 

@@ -220,6 +220,7 @@ pub async fn up(home: &Path, args: ClusterUpArgs) -> anyhow::Result<()> {
         println!("started {} at {}", names.join(", "), home.display());
     }
     print_status(home, &client, None, Output::Table).await?;
+    client.close().await;
     if args.detach {
         println!(
             "\nnodes keep running; stop them with `kvctl cluster down --home {}`",
@@ -236,7 +237,6 @@ pub async fn up(home: &Path, args: ClusterUpArgs) -> anyhow::Result<()> {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
-    drop(client);
     down(home)
 }
 
@@ -329,5 +329,7 @@ pub async fn print_status(
 
 pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<()> {
     let client = Client::from_home(home)?;
-    print_status(home, &client, args.node, args.output).await
+    let printed = print_status(home, &client, args.node, args.output).await;
+    client.close().await;
+    printed
 }

@@ -23,7 +23,9 @@ pub async fn get(home: &Path, args: GetArgs) -> anyhow::Result<bool> {
             args.request.consistency,
             args.request.node,
         )
-        .await?;
+        .await;
+    client.close().await;
+    let r = r?;
     match args.request.output {
         Output::Json => output::json(&serde_json::json!({
             "key": args.key,
@@ -79,7 +81,9 @@ pub async fn put(home: &Path, args: PutArgs) -> anyhow::Result<()> {
             args.lww,
             args.request.node,
         )
-        .await?;
+        .await;
+    client.close().await;
+    let context = context?;
     match args.request.output {
         Output::Json => output::json(
             &serde_json::json!({ "key": args.key, "written": true, "context": context }),
@@ -94,9 +98,23 @@ pub async fn delete(home: &Path, args: DeleteArgs) -> anyhow::Result<()> {
         bail!("the key is empty");
     }
     let client = Client::from_home(home)?;
+    let deleted = delete_with(&client, &args).await;
+    client.close().await;
+    let context = deleted?;
+    match args.request.output {
+        Output::Json => output::json(
+            &serde_json::json!({ "key": args.key, "deleted": true, "context": context }),
+        )?,
+        Output::Table => println!("OK"),
+    }
+    Ok(())
+}
+
+/// Writes the tombstone; returns its context.
+async fn delete_with(client: &Client, args: &DeleteArgs) -> anyhow::Result<String> {
     // Without --context, delete what a read at the same level sees (every sibling), as a
     // person typing `kvctl delete KEY` means.
-    let context = match args.context {
+    let context = match args.context.clone() {
         Some(c) => c,
         None => {
             client
@@ -119,11 +137,5 @@ pub async fn delete(home: &Path, args: DeleteArgs) -> anyhow::Result<()> {
             args.request.node,
         )
         .await?;
-    match args.request.output {
-        Output::Json => output::json(
-            &serde_json::json!({ "key": args.key, "deleted": true, "context": context }),
-        )?,
-        Output::Table => println!("OK"),
-    }
-    Ok(())
+    Ok(context)
 }

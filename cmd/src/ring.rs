@@ -11,7 +11,9 @@ use crate::output;
 
 pub async fn run(home_dir: &Path, args: RingArgs) -> anyhow::Result<()> {
     let client = Client::from_home(home_dir)?;
-    let (_, members) = client.status(args.node).await?;
+    let status = client.status(args.node).await;
+    client.close().await;
+    let (_, members) = status?;
     let ring = Ring::new(
         members
             .iter()

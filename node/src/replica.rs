@@ -21,9 +21,10 @@
 //! node hand the same dot out twice.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kvctl::engine::{Engine, EngineError, Options, Store, WriteBatch};
 use kvctl::version::{Siblings, VersionError, SIBLINGS_MAX};
@@ -109,8 +110,53 @@ pub struct Prepared {
     pub durable: oneshot::Receiver<Result<(), ReplicaError>>,
 }
 
+/// The versions this node dropped to keep keys within [`SIBLINGS_MAX`] and
+/// [`STORED_VERSIONS_BYTES_MAX`] ([`Siblings::trim`]), counted and logged.
+#[derive(Debug, Default)]
+pub struct Trims {
+    total: AtomicU64,
+    /// What was trimmed since the last log line, and when that was.
+    unlogged: Mutex<(u64, Option<Instant>)>,
+}
+
+/// At most one log line about trimmed siblings per this long.
+const TRIM_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+impl Trims {
+    /// Trims `siblings` of `key` to the limits, counting and logging what it drops.
+    pub fn trim(&self, key: &[u8], siblings: &mut Siblings) {
+        let dropped = siblings.trim(SIBLINGS_MAX, STORED_VERSIONS_BYTES_MAX) as u64;
+        if dropped == 0 {
+            return;
+        }
+        let total = self.total.fetch_add(dropped, Ordering::Relaxed) + dropped;
+        let mut unlogged = self.unlogged.lock();
+        unlogged.0 += dropped;
+        let now = Instant::now();
+        if unlogged
+            .1
+            .is_none_or(|at| now.duration_since(at) >= TRIM_LOG_INTERVAL)
+        {
+            eprintln!(
+                "trimmed {} sibling(s) to keep key {} within {SIBLINGS_MAX} versions and \
+                 {STORED_VERSIONS_BYTES_MAX} bytes: kept the newest ({total} trimmed since start); \
+                 clients writing it should read it and write back with the context",
+                unlogged.0,
+                key[..key.len().min(64)].escape_ascii(),
+            );
+            *unlogged = (0, Some(now));
+        }
+    }
+
+    /// Versions trimmed since the node started.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
 pub struct Replica {
     engine: Arc<Engine>,
+    trims: Arc<Trims>,
     jobs: Mutex<Option<Jobs>>,
     /// The queue's room, in bytes.
     room: Arc<Semaphore>,
@@ -130,12 +176,15 @@ impl Replica {
         let room_max = queue_bytes_max.clamp(1, u32::MAX as usize);
         let (tx, rx) = mpsc::channel(WRITES_QUEUED_MAX);
         let writer_engine = engine.clone();
+        let trims = Arc::new(Trims::default());
+        let writer_trims = trims.clone();
         let writer = std::thread::Builder::new()
             .name("kvctl-replica-writer".into())
-            .spawn(move || write_rounds(&writer_engine, &mut lease, &mut pacer, rx))
+            .spawn(move || write_rounds(&writer_engine, &writer_trims, &mut lease, &mut pacer, rx))
             .expect("the replica writer thread starts");
         Replica {
             engine,
+            trims,
             jobs: Mutex::new(Some(tx)),
             room: Arc::new(Semaphore::new(room_max)),
             room_max,
@@ -145,6 +194,11 @@ impl Replica {
 
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// The versions this replica trimmed to keep keys within their limits.
+    pub fn trims(&self) -> &Trims {
+        &self.trims
     }
 
     /// The stored, encoded versions of `key`, as they are on disk.
@@ -250,6 +304,7 @@ enum Done {
 
 fn write_rounds(
     engine: &Engine,
+    trims: &Trims,
     lease: &mut DotLease,
     pacer: &mut SyncPacer,
     mut jobs: mpsc::Receiver<Queued>,
@@ -276,7 +331,7 @@ fn write_rounds(
                 None => read(engine, &key),
             };
             let outcome = match stored {
-                Ok(stored) => apply(&stored, lease, job),
+                Ok(stored) => apply(&key, &stored, trims, lease, job),
                 Err(e) => {
                     fail(job, e);
                     Err(())
@@ -324,7 +379,13 @@ fn fail(job: Job, e: ReplicaError) {
 /// Applies one job to the stored versions. A job that fails is answered here (and written
 /// nowhere); one that succeeds returns the key's new encoding and waits for the round. A
 /// coordinator's new versions are handed back at once, their dots covered by the lease.
-fn apply(stored: &Siblings, lease: &mut DotLease, job: Job) -> Result<(Vec<u8>, Done), ()> {
+fn apply(
+    key: &[u8],
+    stored: &Siblings,
+    trims: &Trims,
+    lease: &mut DotLease,
+    job: Job,
+) -> Result<(Vec<u8>, Done), ()> {
     let check = |merged: &Siblings| -> Result<Vec<u8>, ReplicaError> {
         merged.check(SIBLINGS_MAX)?;
         let encoded = merged.encode();
@@ -337,8 +398,12 @@ fn apply(stored: &Siblings, lease: &mut DotLease, job: Job) -> Result<(Vec<u8>, 
         Ok(encoded)
     };
     match job {
+        // Versions other replicas accepted are never refused: over the limits, the newest
+        // are kept.
         Job::Merge { incoming, reply } => {
-            let merged = stored.merge(&incoming);
+            let mut merged = stored.merge(&incoming);
+            trims.trim(key, &mut merged);
+            // Only a single version larger than any coordinator accepts is still over.
             match check(&merged) {
                 Ok(encoded) => Ok((encoded, Done::Merge(reply, merged))),
                 Err(e) => {

@@ -72,6 +72,18 @@ fn wall_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Most versions a replica write may carry: a set over [`kvctl::version::SIBLINGS_MAX`] is
+/// trimmed to it, one this much larger is no node's and is refused unmerged.
+const INCOMING_SIBLINGS_MAX: usize = 4 * kvctl::version::SIBLINGS_MAX;
+
+/// Why a replica's versions could not be read for a get.
+enum ReadFailure {
+    /// This request's budget could not hold them: the whole request is refused.
+    Refused(String),
+    /// The replica failed: the get asks another.
+    Failed(String),
+}
+
 fn error(kind: ErrorKind, message: impl std::fmt::Display) -> Response {
     Response::Error {
         kind,
@@ -209,7 +221,10 @@ impl Node {
                             }
                         };
                         let peer = Arc::new(kvctl::tls::peer(&conn));
-                        let budget = node.budget.connection();
+                        let budget = match *peer {
+                            Peer::Node { .. } => node.budget.node_connection(),
+                            Peer::Client => node.budget.connection(),
+                        };
                         while let Ok((send, recv)) = conn.accept_bi().await {
                             let (node, peer) = (node.clone(), peer.clone());
                             let budget = Arc::new(budget.request());
@@ -420,7 +435,10 @@ impl Node {
                             merged = merged.merge(&siblings);
                             answers.push((id, siblings));
                         }
-                        Err(e) => quorum.fail(&id, e.to_string()),
+                        // A spent budget refuses the request: asking other replicas instead
+                        // would only move the load onto them.
+                        Err(ReadFailure::Refused(e)) => return error(ErrorKind::Unavailable, e),
+                        Err(ReadFailure::Failed(e)) => quorum.fail(&id, e),
                     }
                     continue;
                 }
@@ -439,11 +457,14 @@ impl Node {
                     let r = match sent.await {
                         Ok(Response::Replica { siblings: None }) => Ok(Siblings::default()),
                         Ok(Response::Replica { siblings: Some(b) }) => {
-                            Siblings::decode(&b).map_err(|e| e.to_string())
+                            Siblings::decode(&b).map_err(|e| ReadFailure::Failed(e.to_string()))
                         }
-                        Ok(Response::Error { message, .. }) => Err(message),
-                        Ok(_) => Err("unexpected reply".to_string()),
-                        Err(e) => Err(e.to_string()),
+                        Ok(Response::Error { message, .. }) => Err(ReadFailure::Failed(message)),
+                        Ok(_) => Err(ReadFailure::Failed("unexpected reply".to_string())),
+                        Err(TransportError::Refused { reason, .. }) => {
+                            Err(ReadFailure::Refused(reason.to_string()))
+                        }
+                        Err(e) => Err(ReadFailure::Failed(e.to_string())),
                     };
                     let _ = tx.send((id, r)).await;
                 });
@@ -455,13 +476,16 @@ impl Node {
                     merged = merged.merge(&siblings);
                     answers.push((id, siblings));
                 }
-                Some((id, Err(reason))) => quorum.fail(&id, reason),
+                Some((_, Err(ReadFailure::Refused(e)))) => return error(ErrorKind::Unavailable, e),
+                Some((id, Err(ReadFailure::Failed(reason)))) => quorum.fail(&id, reason),
                 None => break,
             }
         }
         if !quorum.reached() {
             return error(ErrorKind::Unavailable, quorum.error());
         }
+        // Replicas trim what they merge; the repair and the reply hold what they will keep.
+        self.replica.trims().trim(&key, &mut merged);
         self.repair(&key, &merged, answers, budget);
         let values: Vec<ByteBuf> = merged.values().map(|v| ByteBuf::from(v.to_vec())).collect();
         Response::Value {
@@ -732,12 +756,15 @@ impl Node {
     }
 
     /// This node's versions of `key`, their bytes taken from `budget`.
-    fn read_local(&self, key: &[u8], budget: &RequestBudget) -> Result<Siblings, String> {
-        match self.replica.read_raw(key).map_err(|e| e.to_string())? {
+    fn read_local(&self, key: &[u8], budget: &RequestBudget) -> Result<Siblings, ReadFailure> {
+        let failed = |e: &dyn std::fmt::Display| ReadFailure::Failed(e.to_string());
+        match self.replica.read_raw(key).map_err(|e| failed(&e))? {
             None => Ok(Siblings::default()),
             Some(bytes) => {
-                budget.take(bytes.len()).map_err(|e| e.to_string())?;
-                Siblings::decode(&bytes).map_err(|e| e.to_string())
+                budget
+                    .take(bytes.len())
+                    .map_err(|e| ReadFailure::Refused(e.to_string()))?;
+                Siblings::decode(&bytes).map_err(|e| failed(&e))
             }
         }
     }
@@ -764,8 +791,10 @@ impl Node {
             Ok(s) => s,
             Err(e) => return error(ErrorKind::BadRequest, e),
         };
-        // Merging is quadratic in versions: refuse an oversized set before doing it.
-        if let Err(e) = incoming.check(kvctl::version::SIBLINGS_MAX) {
+        // No node sends more than SIBLINGS_MAX versions (replicas trim to it); a merge over
+        // it is trimmed, but merging is quadratic in versions, so a far larger set is refused
+        // as malformed before it is merged.
+        if let Err(e) = incoming.check(INCOMING_SIBLINGS_MAX) {
             return error(ErrorKind::BadRequest, e);
         }
         match self.replica.merge_write(&key, incoming).await {

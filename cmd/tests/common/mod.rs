@@ -19,6 +19,11 @@ impl Cluster {
     /// `kvctl cluster up --detach` with `nodes` nodes. `slot` (0..10) keeps the tests of one
     /// binary apart; the process id keeps concurrent runs apart.
     pub fn up(nodes: usize, slot: u16) -> Cluster {
+        Cluster::up_with_env(nodes, slot, &[])
+    }
+
+    /// [`Cluster::up`] with environment variables for the nodes (their limits, say).
+    pub fn up_with_env(nodes: usize, slot: u16, env: &[(&str, &str)]) -> Cluster {
         let base_port = 20_000 + (std::process::id() % 400) as u16 * 100 + slot * 10;
         let home = tempfile::tempdir().expect("temp dir");
         let cluster = Cluster {
@@ -26,15 +31,22 @@ impl Cluster {
             base_port,
             nodes,
         };
-        let out = cluster.run(&[
-            "cluster",
-            "up",
-            "--detach",
-            "--nodes",
-            &nodes.to_string(),
-            "--base-port",
-            &base_port.to_string(),
-        ]);
+        let out = kvctl()
+            .arg("--home")
+            .arg(cluster.home.path())
+            .args([
+                "cluster",
+                "up",
+                "--detach",
+                "--nodes",
+                &nodes.to_string(),
+                "--base-port",
+                &base_port.to_string(),
+            ])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kvctl");
         assert!(
             out.status.success(),
             "cluster up failed: {}",
@@ -97,6 +109,22 @@ impl Cluster {
         let mut args = args.to_vec();
         args.extend(["--output", "json"]);
         serde_json::from_str(&self.must(&args)).expect("JSON output")
+    }
+
+    /// The node's peak resident memory so far (VmHWM), in bytes.
+    pub fn peak_memory(&self, node: usize) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(node)))
+            .expect("the node's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .expect("VmHWM")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .expect("a number of kB");
+        kib * 1024
     }
 
     pub fn pid(&self, node: usize) -> u32 {
