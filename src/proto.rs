@@ -78,6 +78,10 @@ pub struct Member {
     /// that claim one id show different incarnations, and a wiped node comes back with a new one.
     #[serde(default)]
     pub incarnation: u64,
+    /// Versions the node has dropped so far while merging over the sibling or size limit (see
+    /// `Siblings::trim`): what `kvctl status` shows as "trimmed".
+    #[serde(default)]
+    pub siblings_trimmed: u64,
 }
 
 /// A member as one node sees it.

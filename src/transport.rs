@@ -347,10 +347,14 @@ pub async fn serve_stream<F, Fut>(
             }
             Err(e) => error(proto::ErrorKind::BadRequest, e.to_string()),
         },
-        Err(ReadError::TooLong) => error(
-            proto::ErrorKind::BadRequest,
-            format!("request is over the limit of {MESSAGE_BYTES_MAX} bytes"),
-        ),
+        Err(ReadError::TooLong) => {
+            // The rest is not wanted: the peer's write stops instead of waiting on the window.
+            let _ = recv.stop(REFUSED_CODE.into());
+            error(
+                proto::ErrorKind::BadRequest,
+                format!("request is over the limit of {MESSAGE_BYTES_MAX} bytes"),
+            )
+        }
         Err(ReadError::Refused(reason)) => {
             let _ = recv.stop(REFUSED_CODE.into());
             error(proto::ErrorKind::Unavailable, reason.to_string())

@@ -299,6 +299,7 @@ pub async fn print_status(
             pid.map_or("-".into(), |p| p.to_string()),
             output::percent(owned),
             format!("{:.1} s", m.heartbeat_age_ms as f64 / 1000.0),
+            m.member.siblings_trimmed.to_string(),
         ]);
         json.push(serde_json::json!({
             "id": m.member.id,
@@ -308,6 +309,7 @@ pub async fn print_status(
             "ownership": owned,
             "last_gossip_age_ms": m.heartbeat_age_ms,
             "tokens": m.member.tokens.len(),
+            "siblings_trimmed": m.member.siblings_trimmed,
         }));
     }
     match output {
@@ -320,6 +322,7 @@ pub async fn print_status(
                 "pid",
                 "ownership",
                 "last gossip",
+                "trimmed",
             ],
             rows,
         )?,

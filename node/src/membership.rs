@@ -109,6 +109,11 @@ impl Membership {
         &self.me
     }
 
+    /// Records how many versions this node has trimmed so far, for its next gossip round.
+    pub fn set_siblings_trimmed(&mut self, total: u64) {
+        self.me.siblings_trimmed = total;
+    }
+
     fn next_random(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
@@ -353,6 +358,7 @@ mod tests {
             generation: 1,
             heartbeat: 0,
             incarnation: u64::from(i),
+            siblings_trimmed: 0,
         }
     }
 

@@ -133,10 +133,13 @@ const COMPLAINT_INTERVAL: Duration = Duration::from_secs(60);
 /// The most distinct complaints remembered for [`COMPLAINT_INTERVAL`].
 const COMPLAINTS_MAX: usize = 256;
 
-/// Rate-limits the node's log of what it refused: bad input repeats every gossip round.
+/// Rate-limits the node's log of what it refused: bad input repeats every gossip round, and a
+/// peer sending many distinct bad entries must not flood the log either.
 #[derive(Default)]
 struct Complaints {
     last: std::collections::HashMap<String, Instant>,
+    /// Complaints not logged since the last line, because too many distinct ones came at once.
+    unlogged: u64,
 }
 
 impl Complaints {
@@ -148,11 +151,19 @@ impl Complaints {
         }
         match self.last.get(what) {
             Some(at) if now.duration_since(*at) < COMPLAINT_INTERVAL => {}
+            _ if self.last.len() >= COMPLAINTS_MAX => self.unlogged += 1,
             _ => {
-                eprintln!("refused {what}");
-                if self.last.len() < COMPLAINTS_MAX {
-                    self.last.insert(what.to_string(), now);
+                if self.unlogged > 0 {
+                    eprintln!(
+                        "refused {} more entries, not logged (over {COMPLAINTS_MAX} distinct \
+                         complaints in {} s)",
+                        self.unlogged,
+                        COMPLAINT_INTERVAL.as_secs()
+                    );
+                    self.unlogged = 0;
                 }
+                eprintln!("refused {what}");
+                self.last.insert(what.to_string(), now);
             }
         }
     }
@@ -181,6 +192,7 @@ impl Node {
             generation: config.generation,
             heartbeat: 0,
             incarnation: lease.incarnation(),
+            siblings_trimmed: 0,
         };
         let actor = lease.actor(&config.id);
         let engine = Arc::new(engine);
@@ -253,7 +265,11 @@ impl Node {
         let mut interval = tokio::time::interval(GOSSIP_INTERVAL);
         loop {
             interval.tick().await;
-            let round = self.membership.lock().tick(self.now_ms());
+            let round = {
+                let mut membership = self.membership.lock();
+                membership.set_siblings_trimmed(self.replica.trims().total());
+                membership.tick(self.now_ms())
+            };
             let Some((target, members)) = round else {
                 continue;
             };
