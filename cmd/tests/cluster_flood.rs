@@ -213,6 +213,12 @@ fn cluster_flood_is_bounded_and_other_clients_keep_working() {
     // The node's peak memory grew by at most its budget and its connections' QUIC windows,
     // with room for the allocator: far below what was sent at it (gigabytes).
     let grown = c.peak_memory(1).saturating_sub(before);
+    eprintln!(
+        "node 1: peak memory {} MiB before the floods, grown by {} MiB; {} refusals",
+        before >> 20,
+        grown >> 20,
+        refusals.len()
+    );
     assert!(
         grown < 320 * MIB as u64,
         "node 1 grew by {} MiB",
