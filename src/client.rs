@@ -16,8 +16,9 @@ use crate::proto::{Consistency, ErrorKind, MemberView, Request, Response};
 use crate::tls::{Identity, TlsError};
 use crate::transport::{size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
 
-/// A client waits longer than a coordinator waits for its replicas (the request timeout), so
-/// that a coordinator's "not enough replicas" answer arrives before the client gives up.
+/// How long a client waits for a reply, and the time budget its requests carry (see
+/// [`crate::deadline`]): the coordinator works to it less a margin, so that its "not enough
+/// replicas" answer arrives before the client gives up. Puts add time for a large value.
 pub const CLIENT_TIMEOUT: Duration =
     Duration::from_millis(2 * REQUEST_TIMEOUT.as_millis() as u64 + 1000);
 

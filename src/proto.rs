@@ -1,14 +1,26 @@
 //! The wire protocol: CBOR (ciborium) messages in a versioned envelope, one request and one
 //! response per QUIC stream, each at most [`MESSAGE_BYTES_MAX`] bytes.
+//!
+//! Room to grow: a node reads every message of version [`PROTOCOL_VERSION_MIN`] or later,
+//! including versions after its own. Messages are maps keyed by field name, so a field it does
+//! not know is skipped (new fields are optional, `#[serde(default)]`), and a request it does
+//! not know is answered with [`ErrorKind::Unsupported`], which the sender can take as "this
+//! node is older: do without". An error kind it does not know decodes as [`ErrorKind::Other`].
+//! The envelope of a request carries its time budget (`timeout_ms`, see
+//! [`crate::deadline`]).
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-/// The protocol version this build speaks; a message with another version is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks (and writes in its envelopes).
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest version this build reads; an older message is refused. Version 1 (the first
+/// release) had no `timeout_ms` and no `Unsupported`; its messages read as version 2's.
+pub const PROTOCOL_VERSION_MIN: u16 = 1;
 /// Largest message: the value limit (16 MiB) plus 1 MiB for the key, context and framing.
 pub const MESSAGE_BYTES_MAX: usize = (16 << 20) + (1 << 20);
 
@@ -131,6 +143,11 @@ pub enum ErrorKind {
     Unavailable,
     /// The node failed (disk, internal error).
     Internal,
+    /// The node does not know this request (it runs an older release).
+    Unsupported,
+    /// A kind this build does not know (sent by a newer release).
+    #[serde(other)]
+    Other,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +178,9 @@ pub enum Response {
 struct Envelope<T> {
     v: u16,
     body: T,
+    /// A request's time budget in milliseconds (see [`crate::deadline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,16 +190,32 @@ pub enum ProtoError {
     TooLarge { len: usize, max: usize },
     #[error("undecodable message: {0}")]
     Decode(String),
-    #[error("protocol version {got} is not supported (this build speaks {PROTOCOL_VERSION})")]
+    #[error(
+        "protocol version {got} is not supported (this build reads versions \
+         {PROTOCOL_VERSION_MIN} to {PROTOCOL_VERSION} and later)"
+    )]
     Version { got: u16 },
+    #[error("unknown request '{name}' (this node speaks protocol version {PROTOCOL_VERSION}; it may be older than the sender)")]
+    UnknownRequest { name: String },
 }
 
+/// Encodes a response (or any message without a time budget).
 pub fn encode<T: Serialize>(body: &T) -> Vec<u8> {
+    encode_with(body, None)
+}
+
+/// Encodes a request with the time its sender will wait for the reply.
+pub fn encode_request(request: &Request, timeout: Option<Duration>) -> Vec<u8> {
+    encode_with(request, timeout.map(|t| t.as_millis() as u64))
+}
+
+fn encode_with<T: Serialize>(body: &T, timeout_ms: Option<u64>) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(
         &Envelope {
             v: PROTOCOL_VERSION,
             body,
+            timeout_ms,
         },
         &mut out,
     )
@@ -187,7 +223,48 @@ pub fn encode<T: Serialize>(body: &T) -> Vec<u8> {
     out
 }
 
+/// Decodes a response (or any message, ignoring a time budget).
 pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ProtoError> {
+    decode_envelope(bytes).map(|e| e.body)
+}
+
+/// Decodes a request and the time budget its sender gave it. A well-formed request this
+/// build does not know is [`ProtoError::UnknownRequest`].
+pub fn decode_request(bytes: &[u8]) -> Result<(Request, Option<Duration>), ProtoError> {
+    match decode_envelope::<Request>(bytes) {
+        Ok(e) => Ok((e.body, e.timeout_ms.map(Duration::from_millis))),
+        Err(ProtoError::Decode(reason)) => {
+            // An externally tagged variant is a map of one entry, or a bare name.
+            let name = decode_envelope::<ciborium::Value>(bytes)
+                .ok()
+                .and_then(|e| match e.body {
+                    ciborium::Value::Text(name) => Some(name),
+                    ciborium::Value::Map(entries) if entries.len() == 1 => {
+                        entries[0].0.as_text().map(str::to_string)
+                    }
+                    _ => None,
+                })
+                .filter(|name| !REQUEST_NAMES.contains(&name.as_str()));
+            Err(match name {
+                Some(name) => ProtoError::UnknownRequest { name },
+                None => ProtoError::Decode(reason),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The requests this build knows, by their names on the wire.
+const REQUEST_NAMES: &[&str] = &[
+    "Get",
+    "Put",
+    "ReplicaRead",
+    "ReplicaWrite",
+    "Gossip",
+    "Status",
+];
+
+fn decode_envelope<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Envelope<T>, ProtoError> {
     if bytes.len() > MESSAGE_BYTES_MAX {
         return Err(ProtoError::TooLarge {
             len: bytes.len(),
@@ -200,19 +277,28 @@ pub fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ProtoErro
     }
     let version: Version =
         ciborium::from_reader(bytes).map_err(|e| ProtoError::Decode(e.to_string()))?;
-    if version.v != PROTOCOL_VERSION {
+    if version.v < PROTOCOL_VERSION_MIN {
         return Err(ProtoError::Version { got: version.v });
     }
-    let envelope: Envelope<T> =
-        ciborium::from_reader(bytes).map_err(|e| ProtoError::Decode(e.to_string()))?;
-    Ok(envelope.body)
+    ciborium::from_reader(bytes).map_err(|e| ProtoError::Decode(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ciborium::Value;
 
-    /// Messages survive a round trip; garbage and other versions are errors, not panics.
+    fn cbor(value: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(value, &mut out).unwrap();
+        out
+    }
+
+    fn text(s: &str) -> Value {
+        Value::Text(s.into())
+    }
+
+    /// Messages survive a round trip; garbage and too old versions are errors, not panics.
     #[test]
     fn proto_roundtrip_and_garbage() {
         let req = Request::Put {
@@ -223,23 +309,110 @@ mod tests {
             lww: false,
             forwarded: false,
         };
-        let bytes = encode(&req);
+        let bytes = encode_request(&req, Some(Duration::from_millis(1500)));
         assert!(bytes.len() < 1100, "bytes are not encoded one integer each");
+        assert_eq!(
+            decode_request(&bytes).unwrap(),
+            (req.clone(), Some(Duration::from_millis(1500)))
+        );
         assert_eq!(decode::<Request>(&bytes).unwrap(), req);
         assert!(matches!(
             decode::<Request>(b"\xff\x00garbage"),
             Err(ProtoError::Decode(_))
         ));
-        let other = {
+        let old = {
             let mut out = Vec::new();
-            ciborium::into_writer(&Envelope { v: 9, body: &req }, &mut out).unwrap();
+            let envelope = Envelope {
+                v: 0,
+                body: &req,
+                timeout_ms: None,
+            };
+            ciborium::into_writer(&envelope, &mut out).unwrap();
             out
         };
         assert!(matches!(
-            decode::<Request>(&other),
-            Err(ProtoError::Version { got: 9 })
+            decode_request(&old),
+            Err(ProtoError::Version { got: 0 })
         ));
         assert_eq!(Consistency::Quorum.required(3), 2);
         assert_eq!("ALL".parse::<Consistency>().unwrap(), Consistency::All);
+    }
+
+    /// A message of release 1 (no time budget) reads as before; one of a later release is
+    /// read by the fields this build knows; a request it does not know is named in a typed
+    /// error; an error kind it does not know is `Other`.
+    #[test]
+    fn older_and_newer_messages() {
+        let get = |extra: Vec<(Value, Value)>| {
+            let mut fields = vec![
+                (text("key"), Value::Bytes(b"k".to_vec())),
+                (text("consistency"), text("One")),
+            ];
+            fields.extend(extra);
+            Value::Map(vec![(text("Get"), Value::Map(fields))])
+        };
+        let v1 = cbor(&Value::Map(vec![
+            (text("v"), Value::Integer(1.into())),
+            (text("body"), get(vec![])),
+        ]));
+        let (request, timeout) = decode_request(&v1).unwrap();
+        assert!(matches!(request, Request::Get { .. }) && timeout.is_none());
+
+        let v7 = cbor(&Value::Map(vec![
+            (text("v"), Value::Integer(7.into())),
+            (text("body"), get(vec![(text("hedge"), Value::Bool(true))])),
+            (text("timeout_ms"), Value::Integer(250.into())),
+            (text("trace"), text("abc")),
+        ]));
+        let (request, timeout) = decode_request(&v7).unwrap();
+        assert!(matches!(request, Request::Get { .. }));
+        assert_eq!(timeout, Some(Duration::from_millis(250)));
+
+        let unknown = cbor(&Value::Map(vec![
+            (text("v"), Value::Integer(7.into())),
+            (
+                text("body"),
+                Value::Map(vec![(text("MerkleLevel"), Value::Map(vec![]))]),
+            ),
+        ]));
+        match decode_request(&unknown) {
+            Err(e @ ProtoError::UnknownRequest { .. }) => {
+                assert!(
+                    e.to_string().contains("unknown request 'MerkleLevel'"),
+                    "{e}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // A known request with a malformed body is a decode error, not an unknown one.
+        let bad = cbor(&Value::Map(vec![
+            (text("v"), Value::Integer(2.into())),
+            (
+                text("body"),
+                Value::Map(vec![(text("Get"), Value::Integer(3.into()))]),
+            ),
+        ]));
+        assert!(matches!(decode_request(&bad), Err(ProtoError::Decode(_))));
+
+        let error = cbor(&Value::Map(vec![
+            (text("v"), Value::Integer(7.into())),
+            (
+                text("body"),
+                Value::Map(vec![(
+                    text("Error"),
+                    Value::Map(vec![
+                        (text("kind"), text("Overloaded")),
+                        (text("message"), text("slow down")),
+                    ]),
+                )]),
+            ),
+        ]));
+        assert_eq!(
+            decode::<Response>(&error).unwrap(),
+            Response::Error {
+                kind: ErrorKind::Other,
+                message: "slow down".into()
+            }
+        );
     }
 }

@@ -113,7 +113,7 @@ fn transport() -> Arc<quinn::TransportConfig> {
     t.max_idle_timeout(Some(
         IDLE_TIMEOUT
             .try_into()
-            .expect("10 s is a valid idle timeout"),
+            .expect("IDLE_TIMEOUT is within QUIC's idle timeout range"),
     ));
     t.keep_alive_interval(Some(KEEP_ALIVE));
     t.max_concurrent_bidi_streams(transport::STREAMS_PER_CONNECTION_MAX.into());

@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 use crate::budget::{Refused, RequestBudget};
 use crate::certs::NODE_SERVER_NAME;
+use crate::deadline::Deadline;
 use crate::proto::{self, ProtoError, Request, Response, MESSAGE_BYTES_MAX};
 use crate::tls::{self, Identity, TlsError};
 
@@ -170,8 +171,13 @@ impl Transport {
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, TransportError> {
-        self.send_encoded(addr, &proto::encode(request), timeout, None)
-            .await
+        self.send_encoded(
+            addr,
+            &proto::encode_request(request, Some(timeout)),
+            timeout,
+            None,
+        )
+        .await
     }
 
     /// Sends a request already encoded (one encoding sent to several peers) and waits for the
@@ -319,7 +325,8 @@ async fn read_message(
 }
 
 /// Serves one request stream: reads the request (bounded, its bytes taken from `budget` as
-/// they arrive), calls `handle`, writes the reply (taken from `budget` too, and reset if the
+/// they arrive), calls `handle` with the request's [`Deadline`] (from the time budget its
+/// sender gave, counted from when the stream was accepted), writes the reply (taken from `budget` too, and reset if the
 /// peer does not take it within [`RESPONSE_WRITE_TIMEOUT`]). A malformed, oversized or
 /// refused request gets an error reply; it never takes the node down. What the request held
 /// returns to the budget when the stream ends.
@@ -329,9 +336,10 @@ pub async fn serve_stream<F, Fut>(
     budget: Arc<RequestBudget>,
     handle: F,
 ) where
-    F: FnOnce(Request, Arc<RequestBudget>) -> Fut,
+    F: FnOnce(Request, Arc<RequestBudget>, Deadline) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
+    let start = std::time::Instant::now();
     let error = |kind, message: String| Response::Error { kind, message };
     // A peer that opens a stream and never finishes it must not hold the task forever.
     let read = tokio::time::timeout(STREAM_READ_TIMEOUT, read_message(&mut recv, Some(&budget)));
@@ -340,10 +348,14 @@ pub async fn serve_stream<F, Fut>(
         return;
     };
     let response = match read {
-        Ok(bytes) => match proto::decode::<Request>(&bytes) {
-            Ok(request) => {
+        Ok(bytes) => match proto::decode_request(&bytes) {
+            Ok((request, asked)) => {
                 drop(bytes);
-                handle(request, budget.clone()).await
+                let deadline = Deadline::received(start, asked);
+                handle(request, budget.clone(), deadline).await
+            }
+            Err(e @ ProtoError::UnknownRequest { .. }) => {
+                error(proto::ErrorKind::Unsupported, e.to_string())
             }
             Err(e) => error(proto::ErrorKind::BadRequest, e.to_string()),
         },

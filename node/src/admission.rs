@@ -18,6 +18,11 @@ pub const CONNECTIONS_MAX: usize = 256;
 /// Default most connections one peer (a remote UDP address) may hold at a node.
 pub const CONNECTIONS_PER_PEER_MAX: usize = 4;
 
+/// The most engine reads a node runs at once, off the runtime's threads. A read holds the
+/// stored bytes before the request's budget is charged for them (their size is known only
+/// once read), so this bounds that memory: at most this many times the largest stored value.
+pub const ENGINE_READS_MAX: usize = 8;
+
 /// A node's admission limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -1,7 +1,12 @@
 //! The kvctl node server.
 //!
 //! # Layout
-//! - [`server`]: the node: QUIC endpoint, request handling, coordination of reads and writes.
+//! - [`server`]: the node's driver: QUIC endpoint, certificates and admission, gossip rounds,
+//!   and the I/O the coordinators ask for (sends, local reads and writes, timers).
+//! - [`coordinator`]: gets and puts as I/O-free state machines (which replicas to ask,
+//!   counting toward the level, merging, read repair, forwarding).
+//! - [`placement`]: a key's primaries and the fallbacks after them, from the ring and the
+//!   members' states.
 //! - [`admission`]: connections per node and per peer, and the node's limits.
 //! - [`lease`]: the durable bound above every dot counter the node hands out.
 //! - [`membership`]: gossip membership as an I/O-free state machine.
@@ -10,9 +15,11 @@
 //! - [`replica`]: a key's siblings stored in the engine, merged on every write.
 
 pub mod admission;
+pub mod coordinator;
 pub mod lease;
 pub mod membership;
 pub mod pacer;
+pub mod placement;
 pub mod quorum;
 pub mod replica;
 pub mod server;

@@ -310,6 +310,14 @@ impl Membership {
         self.others.get(id).map(|k| k.member.addr)
     }
 
+    /// The members as placement sees them at `now_ms`.
+    pub fn at(&self, now_ms: u64) -> MembersAt<'_> {
+        MembersAt {
+            membership: self,
+            now_ms,
+        }
+    }
+
     /// The ring of every known member that has tokens.
     pub fn ring(&self) -> Arc<Ring> {
         self.ring.clone()
@@ -339,6 +347,22 @@ impl Membership {
             });
         }
         out
+    }
+}
+
+/// The members' addresses and states at one time, for [`crate::placement`].
+pub struct MembersAt<'a> {
+    membership: &'a Membership,
+    now_ms: u64,
+}
+
+impl crate::placement::Members for MembersAt<'_> {
+    fn addr_of(&self, id: &str) -> Option<SocketAddr> {
+        self.membership.addr_of(id)
+    }
+
+    fn is_up(&self, id: &str) -> bool {
+        self.membership.is_up(id, self.now_ms)
     }
 }
 

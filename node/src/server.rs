@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kvctl::budget::{NodeBudget, RequestBudget};
 use kvctl::context::ClusterSecret;
+use kvctl::deadline::Deadline;
 use kvctl::engine::{Engine, EngineError, Limits, Store};
 use kvctl::proto::{self, Consistency, ErrorKind, Member, MemberState, Request, Response};
 use kvctl::tls::{Identity, Peer};
@@ -17,14 +18,20 @@ use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
 
 use crate::admission::{self, Connections};
+use crate::coordinator::{
+    route, Action, ForwardOutcome, ForwardReply, Forwarder, ReadCoordinator, ReadFailure,
+    ReadOutcome, Route, WriteCoordinator, WriteOutcome,
+};
 use crate::lease::DotLease;
 use crate::membership::Membership;
 use crate::pacer::{SyncPacer, SYNC_BURST};
-use crate::quorum::Quorum;
+use crate::placement::{Placement, Replicas};
 use crate::replica::{Prepared, Replica, ReplicaError};
 
-/// How long a node waits for a replica it handed a write to (which waits for its replicas).
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long a read repair waits for a replica to take the versions (no client waits for it).
+const REPAIR_TIMEOUT: Duration = REQUEST_TIMEOUT;
+
+const EMPTY_RING: &str = "the ring is empty: no node owns any token yet";
 
 /// How often a node gossips.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
@@ -76,14 +83,6 @@ fn wall_ms() -> u64 {
 /// trimmed to it, one this much larger is no node's and is refused unmerged.
 const INCOMING_SIBLINGS_MAX: usize = 4 * kvctl::version::SIBLINGS_MAX;
 
-/// Why a replica's versions could not be read for a get.
-enum ReadFailure {
-    /// This request's budget could not hold them: the whole request is refused.
-    Refused(String),
-    /// The replica failed: the get asks another.
-    Failed(String),
-}
-
 fn error(kind: ErrorKind, message: impl std::fmt::Display) -> Response {
     Response::Error {
         kind,
@@ -123,6 +122,9 @@ pub struct Node {
     complaints: Mutex<Complaints>,
     connections: Arc<Connections>,
     budget: NodeBudget,
+    placement: Placement,
+    /// Engine reads running ([`admission::ENGINE_READS_MAX`]).
+    reads: tokio::sync::Semaphore,
 }
 
 /// The connection error code of a connection refused by admission (its reason says why).
@@ -210,6 +212,8 @@ impl Node {
             started: Instant::now(),
             actor,
             complaints: Mutex::new(Complaints::default()),
+            placement: Placement::new(config.replication),
+            reads: tokio::sync::Semaphore::new(admission::ENGINE_READS_MAX),
             config,
         });
         let gossip = tokio::spawn(node.clone().gossip_loop());
@@ -241,8 +245,8 @@ impl Node {
                             let (node, peer) = (node.clone(), peer.clone());
                             let budget = Arc::new(budget.request());
                             tokio::spawn(async move {
-                                serve_stream(send, recv, budget, |req, budget| {
-                                    node.handle(req, &peer, budget)
+                                serve_stream(send, recv, budget, |req, budget, deadline| {
+                                    node.handle(req, &peer, budget, deadline)
                                 })
                                 .await;
                             });
@@ -312,6 +316,7 @@ impl Node {
         request: Request,
         peer: &Peer,
         budget: Arc<RequestBudget>,
+        deadline: Deadline,
     ) -> Response {
         let from_node = peer.node_id().is_some();
         let node_only = matches!(
@@ -332,7 +337,8 @@ impl Node {
         }
         match request {
             Request::Get { key, consistency } => {
-                self.get(key.into_vec(), consistency, budget).await
+                self.get(key.into_vec(), consistency, budget, deadline)
+                    .await
             }
             Request::Put {
                 key,
@@ -350,11 +356,11 @@ impl Node {
                     lww,
                     forwarded,
                 };
-                self.put(put, budget).await
+                self.put(put, budget, deadline).await
             }
-            Request::ReplicaRead { key } => self.replica_read(key.into_vec(), &budget).await,
+            Request::ReplicaRead { key } => self.replica_read(key.into_vec(), budget).await,
             Request::ReplicaWrite { key, siblings } => {
-                self.replica_write(key.into_vec(), siblings.into_vec())
+                self.replica_write(key.into_vec(), siblings.into_vec(), deadline)
                     .await
             }
             Request::Gossip { members } => {
@@ -396,136 +402,136 @@ impl Node {
         Ok(())
     }
 
-    /// The replicas of `key`: (id, address, up).
-    fn replicas(&self, key: &[u8]) -> Vec<(String, Option<SocketAddr>, bool)> {
+    /// The replicas of `key` as this node sees the ring and its members now.
+    fn replicas(&self, key: &[u8]) -> Replicas {
         let membership = self.membership.lock();
-        let now = self.now_ms();
-        membership
-            .ring()
-            .preference_list(key, self.config.replication)
-            .into_iter()
-            .map(|id| {
-                let addr = membership.addr_of(&id);
-                let up = membership.is_up(&id, now);
-                (id, addr, up)
-            })
-            .collect()
+        let members = membership.at(self.now_ms());
+        self.placement.replicas(&membership.ring(), key, &members)
     }
 
-    /// Reads from as many replicas as the level needs (this node's own first, then those gossip
-    /// reports up), asking the next replica whenever one fails, and merges what they hold.
+    /// A get: the [`ReadCoordinator`] decides whom to ask and when it is done; this carries
+    /// out what it asks for (the local read off the runtime's threads, replica reads as tasks)
+    /// and feeds it their replies and the time.
     async fn get(
         self: Arc<Self>,
         key: Vec<u8>,
         level: Consistency,
         budget: Arc<RequestBudget>,
+        deadline: Deadline,
     ) -> Response {
         if let Err(e) = self.check_key(&key) {
             return e;
         }
-        let mut replicas = self.replicas(&key);
+        let replicas = self.replicas(&key);
         if replicas.is_empty() {
-            return error(
-                ErrorKind::Unavailable,
-                "the ring is empty: no node owns any token yet",
-            );
+            return error(ErrorKind::Unavailable, EMPTY_RING);
         }
-        // Local first, then up, then down; the sort is stable, so ring order breaks ties.
-        replicas.sort_by_key(|(id, _, up)| (*id != self.config.id, !*up));
-        let mut quorum = Quorum::new(level, replicas.len());
-        let (tx, mut rx) = mpsc::channel(replicas.len());
-        let mut merged = Siblings::default();
-        let mut answers = Vec::new();
-        let mut asked = 0;
-        while !quorum.reached() && !quorum.impossible() {
-            // Keep as many requests outstanding as replies are still needed.
-            let in_flight = asked - answers.len() - quorum.failures();
-            if in_flight < quorum.missing() && asked < replicas.len() {
-                let (id, addr, up) = replicas[asked].clone();
-                asked += 1;
-                if id == self.config.id {
-                    // The engine serves reads from memory or the page cache: no hand-off.
-                    match self.read_local(&key, &budget) {
-                        Ok(siblings) => {
-                            quorum.ok();
-                            merged = merged.merge(&siblings);
-                            answers.push((id, siblings));
-                        }
-                        // A spent budget refuses the request: asking other replicas instead
-                        // would only move the load onto them.
-                        Err(ReadFailure::Refused(e)) => return error(ErrorKind::Unavailable, e),
-                        Err(ReadFailure::Failed(e)) => quorum.fail(&id, e),
+        let deadline = deadline.for_coordinator();
+        let mut c = ReadCoordinator::new(
+            &self.config.id,
+            replicas.primaries,
+            level,
+            self.now_ms(),
+            deadline.remaining().as_millis() as u64,
+        );
+        let (tx, mut rx) = mpsc::channel(self.config.replication + 1);
+        let key = Arc::new(key);
+        let outcome = loop {
+            while let Some(action) = c.poll_action() {
+                let (tx, node, key, budget) =
+                    (tx.clone(), self.clone(), key.clone(), budget.clone());
+                match action {
+                    Action::Local => {
+                        tokio::spawn(async move {
+                            let me = node.config.id.clone();
+                            let read = node.clone().read_local(key, budget).await;
+                            let _ = tx.send((me, read)).await;
+                        });
                     }
-                    continue;
+                    Action::Send { to, addr } => {
+                        tokio::spawn(async move {
+                            let read = node.replica_read_from(addr, &key, &budget, deadline).await;
+                            let _ = tx.send((to, read)).await;
+                        });
+                    }
                 }
-                let Some(addr) = addr.filter(|_| up) else {
-                    quorum.fail(&id, "down (no recent gossip)");
-                    continue;
-                };
-                let (tx, node, budget) = (tx.clone(), self.clone(), budget.clone());
-                let req = proto::encode(&Request::ReplicaRead {
-                    key: ByteBuf::from(key.clone()),
-                });
-                tokio::spawn(async move {
-                    let sent =
-                        node.transport
-                            .send_encoded(addr, &req, REQUEST_TIMEOUT, Some(&budget));
-                    let r = match sent.await {
-                        Ok(Response::Replica { siblings: None }) => Ok(Siblings::default()),
-                        Ok(Response::Replica { siblings: Some(b) }) => {
-                            Siblings::decode(&b).map_err(|e| ReadFailure::Failed(e.to_string()))
-                        }
-                        Ok(Response::Error { message, .. }) => Err(ReadFailure::Failed(message)),
-                        Ok(_) => Err(ReadFailure::Failed("unexpected reply".to_string())),
-                        Err(TransportError::Refused { reason, .. }) => {
-                            Err(ReadFailure::Refused(reason.to_string()))
-                        }
-                        Err(e) => Err(ReadFailure::Failed(e.to_string())),
-                    };
-                    let _ = tx.send((id, r)).await;
-                });
-                continue;
             }
-            match rx.recv().await {
-                Some((id, Ok(siblings))) => {
-                    quorum.ok();
-                    merged = merged.merge(&siblings);
-                    answers.push((id, siblings));
+            if let Some(outcome) = c.poll_outcome() {
+                break outcome;
+            }
+            let wake = c.poll_timeout().unwrap_or_default();
+            tokio::select! {
+                Some((from, read)) = rx.recv() => c.on_reply(&from, read, self.now_ms()),
+                () = self.sleep_until_ms(wake) => c.on_timeout(self.now_ms()),
+            }
+        };
+        match outcome {
+            ReadOutcome::Done {
+                merged,
+                trimmed,
+                stale,
+            } => {
+                self.replica.trims().record(&key, trimmed);
+                self.repair(&key, &merged, stale, budget);
+                let values: Vec<ByteBuf> =
+                    merged.values().map(|v| ByteBuf::from(v.to_vec())).collect();
+                Response::Value {
+                    found: !values.is_empty(),
+                    values,
+                    context: self.config.secret.seal(&key, &merged.context()),
                 }
-                Some((_, Err(ReadFailure::Refused(e)))) => return error(ErrorKind::Unavailable, e),
-                Some((id, Err(ReadFailure::Failed(reason)))) => quorum.fail(&id, reason),
-                None => break,
             }
-        }
-        if !quorum.reached() {
-            return error(ErrorKind::Unavailable, quorum.error());
-        }
-        // Replicas trim what they merge; the repair and the reply hold what they will keep.
-        self.replica.trims().trim(&key, &mut merged);
-        self.repair(&key, &merged, answers, budget);
-        let values: Vec<ByteBuf> = merged.values().map(|v| ByteBuf::from(v.to_vec())).collect();
-        Response::Value {
-            found: !values.is_empty(),
-            values,
-            context: self.config.secret.seal(&key, &merged.context()),
+            ReadOutcome::Failed(e) => error(ErrorKind::Unavailable, e),
+            ReadOutcome::Refused(e) => error(ErrorKind::Unavailable, e),
         }
     }
 
-    /// Read repair: replicas that answered with less than the merged versions get them.
-    /// The repair holds its bytes in the get's budget until it is done (or is skipped when the
-    /// budget cannot cover it: a later read repairs the key).
+    /// Sleeps until `ms` on the node's clock (see [`Node::now_ms`]).
+    async fn sleep_until_ms(&self, ms: u64) {
+        let at = self.started + Duration::from_millis(ms);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+    }
+
+    /// Replica `addr`'s versions of `key`, its reply's bytes taken from `budget`.
+    async fn replica_read_from(
+        &self,
+        addr: SocketAddr,
+        key: &[u8],
+        budget: &RequestBudget,
+        deadline: Deadline,
+    ) -> Result<Siblings, ReadFailure> {
+        let timeout = deadline.remaining();
+        let request = Request::ReplicaRead {
+            key: ByteBuf::from(key.to_vec()),
+        };
+        let encoded = proto::encode_request(&request, Some(timeout));
+        let sent = self
+            .transport
+            .send_encoded(addr, &encoded, timeout, Some(budget));
+        match sent.await {
+            Ok(Response::Replica { siblings: None }) => Ok(Siblings::default()),
+            Ok(Response::Replica { siblings: Some(b) }) => {
+                Siblings::decode(&b).map_err(|e| ReadFailure::Failed(e.to_string()))
+            }
+            Ok(Response::Error { message, .. }) => Err(ReadFailure::Failed(message)),
+            Ok(_) => Err(ReadFailure::Failed("unexpected reply".to_string())),
+            Err(TransportError::Refused { reason, .. }) => {
+                Err(ReadFailure::Refused(reason.to_string()))
+            }
+            Err(e) => Err(ReadFailure::Failed(e.to_string())),
+        }
+    }
+
+    /// Read repair: the replicas that answered a get with less than the merged versions get
+    /// them. The repair holds its bytes in the get's budget until it is done (or is skipped
+    /// when the budget cannot cover it: a later read repairs the key).
     fn repair(
         self: &Arc<Self>,
         key: &[u8],
         merged: &Siblings,
-        answers: Vec<(String, Siblings)>,
+        stale: Vec<String>,
         budget: Arc<RequestBudget>,
     ) {
-        let stale: Vec<String> = answers
-            .into_iter()
-            .filter(|(_, s)| s != merged)
-            .map(|(id, _)| id)
-            .collect();
         if stale.is_empty() {
             return;
         }
@@ -545,20 +551,31 @@ impl Node {
                 }
                 let addr = node.membership.lock().addr_of(&id);
                 if let Some(addr) = addr {
-                    let req = proto::encode(&Request::ReplicaWrite {
+                    let timeout = REPAIR_TIMEOUT + size_allowance(bytes.len());
+                    let request = Request::ReplicaWrite {
                         key: ByteBuf::from(key.clone()),
                         siblings: ByteBuf::from(bytes.clone()),
-                    });
+                    };
                     let _ = node
                         .transport
-                        .send_encoded(addr, &req, REQUEST_TIMEOUT, None)
+                        .send_encoded(
+                            addr,
+                            &proto::encode_request(&request, Some(timeout)),
+                            timeout,
+                            None,
+                        )
                         .await;
                 }
             }
         });
     }
 
-    async fn put(self: Arc<Self>, put: Put, budget: Arc<RequestBudget>) -> Response {
+    async fn put(
+        self: Arc<Self>,
+        put: Put,
+        budget: Arc<RequestBudget>,
+        deadline: Deadline,
+    ) -> Response {
         let Put {
             key,
             value,
@@ -594,40 +611,34 @@ impl Node {
         };
         let replicas = self.replicas(&key);
         if replicas.is_empty() {
-            return error(
-                ErrorKind::Unavailable,
-                "the ring is empty: no node owns any token yet",
-            );
+            return error(ErrorKind::Unavailable, EMPTY_RING);
         }
-        if !replicas.iter().any(|(id, _, _)| *id == self.config.id) {
-            if forwarded {
-                // Two nodes disagree on the ring (a join in progress): don't bounce the write.
+        match route(&self.config.id, &replicas, forwarded) {
+            Route::Coordinate => {}
+            Route::NotReplica => {
                 return error(
                     ErrorKind::Unavailable,
                     "this node is not a replica of the key although another node thought so; \
                      the ring is changing, retry",
-                );
-            }
-            return self
-                .forward(
-                    replicas,
-                    Request::Put {
-                        key: ByteBuf::from(key),
-                        value: value.map(ByteBuf::from),
-                        context: token,
-                        consistency: level,
-                        lww,
-                        forwarded: true,
-                    },
                 )
-                .await;
+            }
+            Route::Forward(forwarder) => {
+                let request = Request::Put {
+                    key: ByteBuf::from(key),
+                    value: value.map(ByteBuf::from),
+                    context: token,
+                    consistency: level,
+                    lww,
+                    forwarded: true,
+                };
+                return self.forward(forwarder, request, deadline).await;
+            }
         }
         // The new version is built from what this node stores (by the replica's one writer, so
         // no other write to the key slips in between), then sent to the other replicas while it
         // becomes durable here; this copy counts toward the level like theirs. Its dot is above
         // the lease's floor, so even if this node crashes before its copy is durable, it never
         // hands the dot out again.
-        let mut quorum = Quorum::new(level, replicas.len());
         let me = self.actor.clone();
         let now = wall_ms();
         let value_bytes = value.as_ref().map_or(0, Vec::len);
@@ -657,149 +668,160 @@ impl Node {
         // One encoding of the replica write, shared by every replica's request: a put holds its
         // value a fixed number of times, whatever N.
         let payload = incoming.encode();
-        let payload_bytes = payload.len();
-        if let Err(e) = budget.take(2 * payload_bytes) {
+        if let Err(e) = budget.take(2 * payload.len()) {
             return error(ErrorKind::Unavailable, e);
         }
-        let replica_write = Arc::new(proto::encode(&Request::ReplicaWrite {
-            key: ByteBuf::from(key.clone()),
-            siblings: ByteBuf::from(payload),
-        }));
-        let (tx, mut rx) = mpsc::channel::<(String, Result<(), String>)>(replicas.len());
+        let deadline = deadline.for_coordinator();
+        let timeout = deadline.remaining();
+        let replica_write = Arc::new(proto::encode_request(
+            &Request::ReplicaWrite {
+                key: ByteBuf::from(key.clone()),
+                siblings: ByteBuf::from(payload),
+            },
+            Some(timeout),
+        ));
+        let mut c = WriteCoordinator::new(
+            &self.config.id,
+            &replicas.primaries,
+            level,
+            self.now_ms(),
+            timeout.as_millis() as u64,
+        );
+        let (tx, mut rx) =
+            mpsc::channel::<(String, Result<(), String>)>(self.config.replication + 1);
         {
             let (tx, me) = (tx.clone(), self.config.id.clone());
-            let timeout = REQUEST_TIMEOUT + size_allowance(payload_bytes);
             tokio::spawn(async move {
-                let r = match tokio::time::timeout(timeout, durable).await {
-                    Ok(Ok(Ok(()))) => Ok(()),
-                    Ok(Ok(Err(e))) => Err(e.to_string()),
-                    Ok(Err(_)) => Err(ReplicaError::Closed.to_string()),
-                    Err(_) => Err(format!(
-                        "its own copy was not durable within {} ms",
-                        timeout.as_millis()
-                    )),
+                let r = match durable.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(ReplicaError::Closed.to_string()),
                 };
                 let _ = tx.send((me, r)).await;
             });
         }
-        for (id, addr, up) in replicas {
-            if id == self.config.id {
-                continue;
-            }
-            let Some(addr) = addr.filter(|_| up) else {
-                quorum.fail(&id, "down (no recent gossip)");
-                continue;
-            };
-            let (tx, node, req) = (tx.clone(), self.clone(), replica_write.clone());
-            let timeout = REQUEST_TIMEOUT + size_allowance(payload_bytes);
-            // Each replica write runs to its end even after the level is met.
-            tokio::spawn(async move {
-                let r = match node.transport.send_encoded(addr, &req, timeout, None).await {
-                    Ok(Response::Ack) => Ok(()),
-                    Ok(Response::Error { message, .. }) => Err(message),
-                    Ok(_) => Err("unexpected reply".to_string()),
-                    Err(e) => Err(e.to_string()),
+        let outcome = loop {
+            while let Some(action) = c.poll_action() {
+                let Action::Send { to, addr } = action else {
+                    continue;
                 };
-                let _ = tx.send((id, r)).await;
-            });
-        }
-        drop(tx);
-        // Even when the level can no longer be met, the replies already on their way are
-        // awaited (each within the request timeout), so the error reports what really happened.
-        while !quorum.reached() {
-            match rx.recv().await {
-                Some((_, Ok(()))) => quorum.ok(),
-                Some((id, Err(reason))) => quorum.fail(&id, reason),
-                None => break,
+                let (tx, node, req) = (tx.clone(), self.clone(), replica_write.clone());
+                // Each replica write runs to its end even after the level is met.
+                tokio::spawn(async move {
+                    let r = match node.transport.send_encoded(addr, &req, timeout, None).await {
+                        Ok(Response::Ack) => Ok(()),
+                        Ok(Response::Error { message, .. }) => Err(message),
+                        Ok(_) => Err("unexpected reply".to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    let _ = tx.send((to, r)).await;
+                });
             }
-        }
-        if !quorum.reached() {
-            return error(
+            if let Some(outcome) = c.poll_outcome() {
+                break outcome;
+            }
+            let wake = c.poll_timeout().unwrap_or_default();
+            tokio::select! {
+                Some((from, stored)) = rx.recv() => c.on_reply(&from, stored),
+                () = self.sleep_until_ms(wake) => c.on_timeout(self.now_ms()),
+            }
+        };
+        match outcome {
+            // The context of the new version alone: siblings it did not see stay unseen.
+            WriteOutcome::Done => Response::Written {
+                context: self.config.secret.seal(&key, &incoming.context()),
+            },
+            WriteOutcome::Failed(e) => error(
                 ErrorKind::Unavailable,
-                format!(
-                    "{} (the write is stored on the replicas that answered)",
-                    quorum.error()
-                ),
-            );
-        }
-        // The context of the new version alone: siblings it did not see stay unseen.
-        Response::Written {
-            context: self.config.secret.seal(&key, &incoming.context()),
+                format!("{e} (the write is stored on the replicas that answered)"),
+            ),
         }
     }
 
-    /// Hands a write to a replica of the key (the coordinator of a write must store it).
+    /// Hands a request to a replica of the key, as the [`Forwarder`] chooses, within what is
+    /// left of the request's deadline.
     async fn forward(
         &self,
-        replicas: Vec<(String, Option<SocketAddr>, bool)>,
+        mut forwarder: Forwarder,
         request: Request,
+        deadline: Deadline,
     ) -> Response {
-        let mut reasons = Vec::new();
-        for (id, addr, up) in replicas {
-            let Some(addr) = addr.filter(|_| up) else {
-                reasons.push(format!("{id}: down"));
-                continue;
+        let deadline = deadline.for_coordinator();
+        loop {
+            if let Some(why) = forwarder.poll_failure() {
+                return error(ErrorKind::Unavailable, why);
+            }
+            let Some(Action::Send { to, addr }) = forwarder.poll_action() else {
+                return error(
+                    ErrorKind::Internal,
+                    "the forwarder stopped without an outcome",
+                );
             };
-            // The replica waits up to a request timeout for its own replicas: give it longer.
-            let value_len = match &request {
-                Request::Put { value, .. } => value.as_ref().map_or(0, |v| v.len()),
-                _ => 0,
-            };
-            let timeout = FORWARD_TIMEOUT + size_allowance(value_len) * 2;
-            match self
+            let reply = match self
                 .transport
-                .request_with_timeout(addr, &request, timeout)
+                .request_with_timeout(addr, &request, deadline.remaining())
                 .await
             {
-                Ok(response) => return response,
-                Err(e @ TransportError::Connect { .. }) => reasons.push(format!("{id}: {e}")),
-                // It may have been applied: trying another replica could write it twice.
-                Err(e) => {
-                    return error(
-                        ErrorKind::Unavailable,
-                        format!("handed the write to {id}, which did not confirm it: {e}"),
-                    )
-                }
+                Ok(response) => ForwardReply::Answered(response),
+                Err(e @ TransportError::Connect { .. }) => ForwardReply::Unreachable(e.to_string()),
+                Err(e) => ForwardReply::Unconfirmed(e.to_string()),
+            };
+            match forwarder.on_reply(&to, reply) {
+                Some(ForwardOutcome::Answered(response)) => return response,
+                Some(ForwardOutcome::Failed(why)) => return error(ErrorKind::Unavailable, why),
+                None => {}
             }
         }
-        error(
-            ErrorKind::Unavailable,
-            format!(
-                "no replica of the key could coordinate the write: {}",
-                reasons.join(", ")
-            ),
-        )
     }
 
-    /// This node's versions of `key`, their bytes taken from `budget`.
-    fn read_local(&self, key: &[u8], budget: &RequestBudget) -> Result<Siblings, ReadFailure> {
+    /// The stored bytes of `key`, their size taken from `budget` once known. The engine's
+    /// read runs off the runtime's threads (it may wait on the disk), at most
+    /// [`admission::ENGINE_READS_MAX`] at once.
+    async fn read_stored(
+        &self,
+        key: Arc<Vec<u8>>,
+        budget: Arc<RequestBudget>,
+    ) -> Result<Option<Vec<u8>>, ReadFailure> {
         let failed = |e: &dyn std::fmt::Display| ReadFailure::Failed(e.to_string());
-        match self.replica.read_raw(key).map_err(|e| failed(&e))? {
-            None => Ok(Siblings::default()),
-            Some(bytes) => {
+        let _permit = self.reads.acquire().await.map_err(|e| failed(&e))?;
+        let replica = self.replica.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let bytes = replica.read_raw(&key).map_err(|e| failed(&e))?;
+            if let Some(bytes) = &bytes {
                 budget
                     .take(bytes.len())
                     .map_err(|e| ReadFailure::Refused(e.to_string()))?;
-                Siblings::decode(&bytes).map_err(|e| failed(&e))
             }
+            Ok(bytes)
+        });
+        read.await.map_err(|e| failed(&e))?
+    }
+
+    /// This node's versions of `key`, for a get it coordinates.
+    async fn read_local(
+        self: Arc<Self>,
+        key: Arc<Vec<u8>>,
+        budget: Arc<RequestBudget>,
+    ) -> Result<Siblings, ReadFailure> {
+        match self.read_stored(key, budget).await? {
+            None => Ok(Siblings::default()),
+            Some(bytes) => Siblings::decode(&bytes).map_err(|e| ReadFailure::Failed(e.to_string())),
         }
     }
 
-    async fn replica_read(&self, key: Vec<u8>, budget: &RequestBudget) -> Response {
+    async fn replica_read(&self, key: Vec<u8>, budget: Arc<RequestBudget>) -> Response {
         // Stored bytes are already the encoded siblings: pass them on without decoding.
-        match self.replica.read_raw(&key) {
+        match self.read_stored(Arc::new(key), budget).await {
             Ok(None) => Response::Replica { siblings: None },
-            Ok(Some(bytes)) => match budget.take(bytes.len()) {
-                Ok(()) => Response::Replica {
-                    siblings: Some(ByteBuf::from(bytes)),
-                },
-                Err(e) => error(ErrorKind::Unavailable, e),
+            Ok(Some(bytes)) => Response::Replica {
+                siblings: Some(ByteBuf::from(bytes)),
             },
-            Err(e) => error(ErrorKind::Internal, e),
+            Err(ReadFailure::Refused(e)) => error(ErrorKind::Unavailable, e),
+            Err(ReadFailure::Failed(e)) => error(ErrorKind::Internal, e),
         }
     }
 
-    async fn replica_write(&self, key: Vec<u8>, siblings: Vec<u8>) -> Response {
+    async fn replica_write(&self, key: Vec<u8>, siblings: Vec<u8>, deadline: Deadline) -> Response {
         if let Err(e) = self.check_key(&key) {
             return e;
         }
@@ -813,9 +835,18 @@ impl Node {
         if let Err(e) = incoming.check(INCOMING_SIBLINGS_MAX) {
             return error(ErrorKind::BadRequest, e);
         }
-        match self.replica.merge_write(&key, incoming).await {
-            Ok(_) => Response::Ack,
-            Err(e) => replica_error(e),
+        // Within the sender's deadline: past it, the sender has stopped waiting.
+        let budget = deadline.remaining();
+        match tokio::time::timeout(budget, self.replica.merge_write(&key, incoming)).await {
+            Ok(Ok(_)) => Response::Ack,
+            Ok(Err(e)) => replica_error(e),
+            Err(_) => error(
+                ErrorKind::Unavailable,
+                format!(
+                    "the write was not durable within the request's {} ms (it may still be)",
+                    deadline.budget().as_millis()
+                ),
+            ),
         }
     }
 }
