@@ -7,13 +7,13 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use kvctl::certs;
 use kvctl::context::{ClusterSecret, SECRET_FILE};
-use kvctl::engine::{Engine, Limits};
+use kvctl::engine::Limits;
 use kvctl::proto::{Request, Response};
 use kvctl::ring::{allocate_tokens, Ring};
 use kvctl::tls::Identity;
 use kvctl::transport::Transport;
-use kvctl_node::admission;
 use kvctl_node::lease::DotLease;
+use kvctl_node::{admission, migration};
 use kvctl_node::{Node, NodeConfig};
 
 use crate::cli::NodeStartArgs;
@@ -206,7 +206,7 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
     let lease = DotLease::open(&lease_path)?;
     check_id_free(&args, &id, lease.incarnation(), &identity).await?;
     let tokens = tokens(&args, dir, &id, &identity).await?;
-    let engine = Engine::open(dir.join("data"), kvctl_node::replica::engine_options())
+    let (engine, _) = migration::open(&dir.join("data"), kvctl_node::replica::engine_options())
         .with_context(|| {
             format!(
                 "opening the storage engine in {}",

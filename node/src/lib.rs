@@ -8,6 +8,8 @@
 //! - [`placement`]: a key's primaries and the fallbacks after them, from the ring and the
 //!   members' states.
 //! - [`admission`]: connections per node and per peer, and the node's limits.
+//! - [`keyspace`]: the engine's keys: data keys ordered by ring token, hints, node metadata.
+//! - [`migration`]: opening a data directory at this build's format, migrating older ones.
 //! - [`lease`]: the durable bound above every dot counter the node hands out.
 //! - [`membership`]: gossip membership as an I/O-free state machine.
 //! - [`pacer`]: pacing the replica writer's fsyncs (a token bucket, without I/O).
@@ -16,8 +18,10 @@
 
 pub mod admission;
 pub mod coordinator;
+pub mod keyspace;
 pub mod lease;
 pub mod membership;
+pub mod migration;
 pub mod pacer;
 pub mod placement;
 pub mod quorum;

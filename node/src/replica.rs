@@ -31,6 +31,7 @@ use kvctl::version::{Siblings, VersionError, SIBLINGS_MAX};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
+use crate::keyspace::{data_key, DATA_PREFIX_BYTES};
 use crate::lease::{DotLease, LeaseError};
 use crate::pacer::SyncPacer;
 
@@ -55,10 +56,12 @@ pub const WRITE_QUEUE_BYTES_MAX: usize = 64 << 20;
 /// Default most durable rounds (fsyncs) a second a node's writer starts, on average.
 pub const SYNC_RATE_DEFAULT: u32 = 1000;
 
-/// Engine options for a node's replica store: the engine's value is a key's encoded siblings,
-/// and a round's batch holds up to `ROUND_BYTES_MAX` plus one more key.
+/// Engine options for a node's replica store: the engine's key is a key's data key (see
+/// [`crate::keyspace`]), its value the key's encoded siblings, and a round's batch holds up to
+/// `ROUND_BYTES_MAX` plus one more key.
 pub fn engine_options() -> Options {
     let mut options = Options::default();
+    options.limits.key_bytes_max += DATA_PREFIX_BYTES;
     options.limits.value_bytes_max = STORED_VERSIONS_BYTES_MAX;
     options.limits.batch_bytes_max = ROUND_BYTES_MAX + STORED_VERSIONS_BYTES_MAX + (1 << 20);
     options
@@ -209,7 +212,7 @@ impl Replica {
 
     /// The stored, encoded versions of `key`, as they are on disk.
     pub fn read_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReplicaError> {
-        Ok(self.engine.get(key)?)
+        Ok(self.engine.get(&data_key(key))?)
     }
 
     /// The stored versions of `key` (empty if none).
@@ -293,7 +296,7 @@ impl Drop for Replica {
 }
 
 fn read(engine: &Engine, key: &[u8]) -> Result<Siblings, ReplicaError> {
-    match engine.get(key)? {
+    match engine.get(&data_key(key))? {
         Some(bytes) => Ok(Siblings::decode(&bytes)?),
         None => Ok(Siblings::default()),
     }
@@ -346,7 +349,7 @@ fn write_rounds(
             if let Ok((encoded, done)) = outcome {
                 // Counted as the batch will count it (key, value and framing), so a round
                 // never outgrows `batch_bytes_max`.
-                bytes += key.len() + encoded.len() + 9;
+                bytes += DATA_PREFIX_BYTES + key.len() + encoded.len() + 9;
                 round.insert(key, encoded);
                 waiting.push(done);
             }
@@ -360,7 +363,7 @@ fn write_rounds(
         }
         let mut batch = WriteBatch::new();
         for (key, encoded) in round {
-            batch.put(key, encoded);
+            batch.put(data_key(&key), encoded);
         }
         let result = engine.write(batch).map_err(ReplicaError::from);
         for done in waiting {
