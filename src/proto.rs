@@ -8,6 +8,10 @@
 //! node is older: do without". An error kind it does not know decodes as [`ErrorKind::Other`].
 //! The envelope of a request carries its time budget (`timeout_ms`, see
 //! [`crate::deadline`]).
+//!
+//! Beside request/response, a bulk transfer ([`Request::ReplicaScan`]) is answered on its
+//! stream by a sequence of frames, each a 4-byte big-endian length and a message
+//! ([`Response::Chunk`], the final one marked `last`, or a [`Response::Error`]).
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -133,6 +137,18 @@ pub enum Request {
     Gossip { members: Vec<Member> },
     /// The receiving node's view of the cluster.
     Status,
+    /// Node to node, a bulk transfer: every key this replica stores whose token is in the
+    /// ring range (after, upto] (`after == upto`: the whole ring), with its encoded siblings,
+    /// in token order, as a stream of [`Response::Chunk`]s (see `transport::Chunks`).
+    ReplicaScan { after: u128, upto: u128 },
+}
+
+/// One key of a bulk transfer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanEntry {
+    pub key: ByteBuf,
+    /// The key's encoded siblings.
+    pub siblings: ByteBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +187,11 @@ pub enum Response {
     Error {
         kind: ErrorKind,
         message: String,
+    },
+    /// One chunk of a bulk transfer; `last` on the final one.
+    Chunk {
+        entries: Vec<ScanEntry>,
+        last: bool,
     },
 }
 
@@ -262,6 +283,7 @@ const REQUEST_NAMES: &[&str] = &[
     "ReplicaWrite",
     "Gossip",
     "Status",
+    "ReplicaScan",
 ];
 
 fn decode_envelope<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Envelope<T>, ProtoError> {

@@ -209,6 +209,43 @@ impl Transport {
         result
     }
 
+    /// Starts a bulk transfer: sends `request` (one answered with chunks, such as
+    /// [`Request::ReplicaScan`]) and returns its chunks to read.
+    pub async fn chunks(
+        &self,
+        addr: SocketAddr,
+        request: &Request,
+    ) -> Result<Chunks, TransportError> {
+        let open = async {
+            let conn = self.connection(addr).await?;
+            let (mut send, recv) = conn.open_bi().await.map_err(|e| TransportError::Connect {
+                addr,
+                reason: connect_reason(&e),
+            })?;
+            let message = proto::encode_request(request, Some(CHUNK_TIMEOUT));
+            send.write_all(&message)
+                .await
+                .map_err(|e| TransportError::Stream {
+                    addr,
+                    reason: e.to_string(),
+                })?;
+            let _ = send.finish();
+            Ok(Chunks {
+                addr,
+                recv,
+                ended: false,
+                first: true,
+            })
+        };
+        match tokio::time::timeout(self.timeout, open).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::Timeout {
+                addr,
+                timeout: self.timeout,
+            }),
+        }
+    }
+
     /// Who answered at `addr` on the cached connection, as its certificate says.
     pub fn peer_of(&self, addr: SocketAddr) -> Option<tls::Peer> {
         self.connections.lock().get(&addr).map(tls::peer)
@@ -337,7 +374,7 @@ pub async fn serve_stream<F, Fut>(
     handle: F,
 ) where
     F: FnOnce(Request, Arc<RequestBudget>, Deadline) -> Fut,
-    Fut: std::future::Future<Output = Response>,
+    Fut: std::future::Future<Output = Reply>,
 {
     let start = std::time::Instant::now();
     let error = |kind, message: String| Response::Error { kind, message };
@@ -352,7 +389,10 @@ pub async fn serve_stream<F, Fut>(
             Ok((request, asked)) => {
                 drop(bytes);
                 let deadline = Deadline::received(start, asked);
-                handle(request, budget.clone(), deadline).await
+                match handle(request, budget.clone(), deadline).await {
+                    Reply::One(response) => response,
+                    Reply::Chunks(chunks) => return write_chunks(&mut send, chunks).await,
+                }
             }
             Err(e @ ProtoError::UnknownRequest { .. }) => {
                 error(proto::ErrorKind::Unsupported, e.to_string())
@@ -390,6 +430,125 @@ pub async fn serve_stream<F, Fut>(
             let _ = send.reset(WRITE_TIMEOUT_CODE.into());
         }
     }
+}
+
+/// What a request's handler answers: one response, or the chunks of a bulk transfer (written
+/// as they come, each a length-prefixed frame; see [`Chunks`] for the reading side).
+pub enum Reply {
+    One(Response),
+    Chunks(tokio::sync::mpsc::Receiver<Response>),
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Reply {
+        Reply::One(response)
+    }
+}
+
+/// The most bytes of entries a chunk of a bulk transfer carries (a chunk holds at least one
+/// entry, so one large entry makes a larger chunk, within [`MESSAGE_BYTES_MAX`]).
+pub const CHUNK_BYTES: usize = 1 << 20;
+/// How long the reader of a bulk transfer waits for its next chunk, and its writer for the
+/// reader to take one.
+pub const CHUNK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes the chunks of a bulk transfer as frames, each within [`CHUNK_TIMEOUT`]; a reader that
+/// stops taking them gets its stream reset.
+async fn write_chunks(
+    send: &mut quinn::SendStream,
+    mut chunks: tokio::sync::mpsc::Receiver<Response>,
+) {
+    while let Some(chunk) = chunks.recv().await {
+        let message = proto::encode(&chunk);
+        drop(chunk);
+        let mut frame = Vec::with_capacity(4 + message.len());
+        frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&message);
+        drop(message);
+        match tokio::time::timeout(CHUNK_TIMEOUT, send.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => {
+                let _ = send.reset(WRITE_TIMEOUT_CODE.into());
+                return;
+            }
+        }
+    }
+    let _ = send.finish();
+    let _ = tokio::time::timeout(RESPONSE_WRITE_TIMEOUT, send.stopped()).await;
+}
+
+/// The reading side of a bulk transfer: its chunks in order, each within [`CHUNK_TIMEOUT`].
+pub struct Chunks {
+    addr: SocketAddr,
+    recv: quinn::RecvStream,
+    /// The last chunk (or an error) was read.
+    ended: bool,
+    /// Nothing was read yet.
+    first: bool,
+}
+
+impl Chunks {
+    /// The next chunk, `None` after the last. A transfer that ends without its last chunk, a
+    /// frame over [`MESSAGE_BYTES_MAX`] or a slow writer is an error.
+    pub async fn next(&mut self) -> Option<Result<Response, TransportError>> {
+        if self.ended {
+            return None;
+        }
+        let addr = self.addr;
+        let first = std::mem::replace(&mut self.first, false);
+        let read = tokio::time::timeout(CHUNK_TIMEOUT, read_frame(&mut self.recv, first)).await;
+        let frame = match read {
+            Err(_) => Err(TransportError::Timeout {
+                addr,
+                timeout: CHUNK_TIMEOUT,
+            }),
+            Ok(Err(reason)) => Err(TransportError::Stream { addr, reason }),
+            Ok(Ok(bytes)) => {
+                proto::decode(&bytes).map_err(|e: ProtoError| TransportError::BadReply {
+                    addr,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        self.ended = match &frame {
+            Ok(Response::Chunk { last, .. }) => *last,
+            _ => true,
+        };
+        Some(frame)
+    }
+}
+
+/// Reads one length-prefixed frame. The first reply of a transfer may instead be one whole
+/// message, not framed (a node that refused the transfer, or does not know the request,
+/// answers as to any request): a message starts with a CBOR map, whose first byte is 0xa0 or
+/// above, while a frame's length (at most [`MESSAGE_BYTES_MAX`]) starts with 0x00 or 0x01.
+async fn read_frame(recv: &mut quinn::RecvStream, first: bool) -> Result<Vec<u8>, String> {
+    let mut len = [0u8; 4];
+    recv.read_exact(&mut len).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(_) => {
+            "the transfer ended before its last chunk".to_string()
+        }
+        e => e.to_string(),
+    })?;
+    if first && len[0] >= 0x80 {
+        let rest = recv
+            .read_to_end(MESSAGE_BYTES_MAX - len.len())
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok([&len[..], &rest].concat());
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MESSAGE_BYTES_MAX {
+        return Err(format!(
+            "a chunk of {len} bytes is over the limit of {MESSAGE_BYTES_MAX} bytes"
+        ));
+    }
+    let mut frame = vec![0; len];
+    recv.read_exact(&mut frame)
+        .await
+        .map_err(|e| format!("a chunk was cut short: {e}"))?;
+    Ok(frame)
 }
 
 /// Shares one transport among tasks.

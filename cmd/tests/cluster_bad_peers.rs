@@ -12,9 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use kvctl::certs::{self, NODE_SERVER_NAME};
+use kvctl::certs::NODE_SERVER_NAME;
 use kvctl::proto::{self, ErrorKind, Member, MemberState, Request, Response};
-use kvctl::tls::Identity;
 use kvctl::transport::Transport;
 use kvctl::version::{new_version, Siblings, VClock, SIBLINGS_MAX};
 use serde_bytes::ByteBuf;
@@ -24,30 +23,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// A transport with a node certificate of the cluster's CA for the node id `id`.
-fn peer(c: &Cluster, rt: &tokio::runtime::Runtime, id: &str) -> Transport {
-    let dir = tempfile::tempdir().unwrap();
-    let out = common::kvctl()
-        .args(["cert", "node", "--ca-dir"])
-        .arg(c.home().join("certs"))
-        .args(["--id", id, "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let identity = Identity::new(
-        &certs::read(dir.path(), "node").unwrap(),
-        &certs::read_cert(dir.path(), "ca").unwrap(),
-    )
-    .unwrap();
-    let _runtime = rt.enter();
-    Transport::client(&identity).unwrap()
 }
 
 /// The node's own view of the cluster: each member's id, address and tokens.
@@ -97,7 +72,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
     let c = Cluster::up(3, 0);
     let rt = runtime();
-    let evil = peer(&c, &rt, "evil");
+    let evil = c.peer(&rt, "evil");
     let node1: SocketAddr = c.addr(1).parse().unwrap();
     let before = ring_of(&evil, &rt, node1);
     assert_eq!(before.len(), 3);
@@ -234,7 +209,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
 fn replica_writes_over_the_sibling_limit_are_trimmed_or_refused() {
     let c = Cluster::up(3, 1);
     let rt = runtime();
-    let evil = peer(&c, &rt, "evil");
+    let evil = c.peer(&rt, "evil");
     let node1: SocketAddr = c.addr(1).parse().unwrap();
     let versions = |n: usize| {
         Siblings::from_versions((0..n).map(|i| {

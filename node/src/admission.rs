@@ -23,6 +23,10 @@ pub const CONNECTIONS_PER_PEER_MAX: usize = 4;
 /// once read), so this bounds that memory: at most this many times the largest stored value.
 pub const ENGINE_READS_MAX: usize = 8;
 
+/// The most bulk transfers (token range scans for repair and streaming) a node serves at
+/// once; more are refused as unavailable.
+pub const BULK_TRANSFERS_MAX: usize = 4;
+
 /// A node's admission limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -31,7 +31,7 @@ use kvctl::version::{Siblings, VersionError, SIBLINGS_MAX};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::keyspace::{data_key, DATA_PREFIX_BYTES};
+use crate::keyspace::{data_key, data_ranges, parse_data_key, DATA_PREFIX_BYTES};
 use crate::lease::{DotLease, LeaseError};
 use crate::pacer::SyncPacer;
 
@@ -213,6 +213,28 @@ impl Replica {
     /// The stored, encoded versions of `key`, as they are on disk.
     pub fn read_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReplicaError> {
         Ok(self.engine.get(&data_key(key))?)
+    }
+
+    /// Every key whose token is in the ring range (after, upto] (`after == upto`: the whole
+    /// ring) and its stored, encoded versions, in token order.
+    pub fn scan(
+        &self,
+        after: u128,
+        upto: u128,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, Vec<u8>), ReplicaError>> + Send + 'static {
+        let engine = self.engine.clone();
+        data_ranges(after, upto).into_iter().flat_map(move |range| {
+            let scan: Box<dyn Iterator<Item = _> + Send> = match engine.scan(range) {
+                Ok(scan) => Box::new(scan.filter_map(|entry| match entry {
+                    Ok((engine_key, value)) => {
+                        parse_data_key(&engine_key).map(|(_, key)| Ok((key.to_vec(), value)))
+                    }
+                    Err(e) => Some(Err(ReplicaError::from(e))),
+                })),
+                Err(e) => Box::new(std::iter::once(Err(ReplicaError::from(e)))),
+            };
+            scan
+        })
     }
 
     /// The stored versions of `key` (empty if none).

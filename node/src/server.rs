@@ -9,9 +9,13 @@ use kvctl::budget::{NodeBudget, RequestBudget};
 use kvctl::context::ClusterSecret;
 use kvctl::deadline::Deadline;
 use kvctl::engine::{Engine, EngineError, Limits, Store};
-use kvctl::proto::{self, Consistency, ErrorKind, Member, MemberState, Request, Response};
+use kvctl::proto::{
+    self, Consistency, ErrorKind, Member, MemberState, Request, Response, ScanEntry,
+};
 use kvctl::tls::{Identity, Peer};
-use kvctl::transport::{serve_stream, size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
+use kvctl::transport::{
+    serve_stream, size_allowance, Reply, Transport, TransportError, CHUNK_BYTES, REQUEST_TIMEOUT,
+};
 use kvctl::version::{new_version_against, Siblings, CLOCK_ENTRIES_MAX};
 use parking_lot::Mutex;
 use serde_bytes::ByteBuf;
@@ -30,6 +34,9 @@ use crate::replica::{Prepared, Replica, ReplicaError};
 
 /// How long a read repair waits for a replica to take the versions (no client waits for it).
 const REPAIR_TIMEOUT: Duration = REQUEST_TIMEOUT;
+
+/// Chunks of a bulk transfer read ahead of the peer (besides the one being written).
+const CHUNKS_QUEUED: usize = 2;
 
 const EMPTY_RING: &str = "the ring is empty: no node owns any token yet";
 
@@ -125,6 +132,8 @@ pub struct Node {
     placement: Placement,
     /// Engine reads running ([`admission::ENGINE_READS_MAX`]).
     reads: tokio::sync::Semaphore,
+    /// Bulk transfers running ([`admission::BULK_TRANSFERS_MAX`]).
+    bulk: Arc<tokio::sync::Semaphore>,
 }
 
 /// The connection error code of a connection refused by admission (its reason says why).
@@ -214,6 +223,7 @@ impl Node {
             complaints: Mutex::new(Complaints::default()),
             placement: Placement::new(config.replication),
             reads: tokio::sync::Semaphore::new(admission::ENGINE_READS_MAX),
+            bulk: Arc::new(tokio::sync::Semaphore::new(admission::BULK_TRANSFERS_MAX)),
             config,
         });
         let gossip = tokio::spawn(node.clone().gossip_loop());
@@ -317,11 +327,14 @@ impl Node {
         peer: &Peer,
         budget: Arc<RequestBudget>,
         deadline: Deadline,
-    ) -> Response {
+    ) -> Reply {
         let from_node = peer.node_id().is_some();
         let node_only = matches!(
             request,
-            Request::ReplicaRead { .. } | Request::ReplicaWrite { .. } | Request::Gossip { .. }
+            Request::ReplicaRead { .. }
+                | Request::ReplicaWrite { .. }
+                | Request::Gossip { .. }
+                | Request::ReplicaScan { .. }
         ) || matches!(
             request,
             Request::Put {
@@ -333,9 +346,10 @@ impl Node {
             return error(
                 ErrorKind::BadRequest,
                 "node-to-node requests need a node certificate; this is a client certificate",
-            );
+            )
+            .into();
         }
-        match request {
+        let response = match request {
             Request::Get { key, consistency } => {
                 self.get(key.into_vec(), consistency, budget, deadline)
                     .await
@@ -379,7 +393,9 @@ impl Node {
                     members: views,
                 }
             }
-        }
+            Request::ReplicaScan { after, upto } => return self.replica_scan(after, upto, &budget),
+        };
+        response.into()
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), Response> {
@@ -795,6 +811,64 @@ impl Node {
             Ok(bytes)
         });
         read.await.map_err(|e| failed(&e))?
+    }
+
+    /// A bulk transfer: the keys of (after, upto] and their versions, read by a blocking task
+    /// in token order and sent in chunks of about [`CHUNK_BYTES`]. At most
+    /// [`admission::BULK_TRANSFERS_MAX`] run at once; each holds at most
+    /// [`CHUNKS_QUEUED`] + 1 chunks, taken from its request's budget up front.
+    fn replica_scan(&self, after: u128, upto: u128, budget: &RequestBudget) -> Reply {
+        let Ok(permit) = self.bulk.clone().try_acquire_owned() else {
+            return error(
+                ErrorKind::Unavailable,
+                format!(
+                    "{} bulk transfers are running, the most a node serves at once \
+                     (bulk_transfers_max); retry later",
+                    admission::BULK_TRANSFERS_MAX
+                ),
+            )
+            .into();
+        };
+        if let Err(e) = budget.take((CHUNKS_QUEUED + 1) * CHUNK_BYTES) {
+            return error(ErrorKind::Unavailable, e).into();
+        }
+        let (tx, rx) = mpsc::channel(CHUNKS_QUEUED);
+        let replica = self.replica.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut entries = Vec::new();
+            let mut bytes = 0;
+            for entry in replica.scan(after, upto) {
+                match entry {
+                    Ok((key, siblings)) => {
+                        bytes += key.len() + siblings.len();
+                        entries.push(ScanEntry {
+                            key: ByteBuf::from(key),
+                            siblings: ByteBuf::from(siblings),
+                        });
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(error(ErrorKind::Internal, e));
+                        return;
+                    }
+                }
+                if bytes >= CHUNK_BYTES {
+                    let chunk = Response::Chunk {
+                        entries: std::mem::take(&mut entries),
+                        last: false,
+                    };
+                    bytes = 0;
+                    if tx.blocking_send(chunk).is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = tx.blocking_send(Response::Chunk {
+                entries,
+                last: true,
+            });
+        });
+        Reply::Chunks(rx)
     }
 
     /// This node's versions of `key`, for a get it coordinates.

@@ -55,6 +55,42 @@ impl Cluster {
         cluster
     }
 
+    /// A transport with a node certificate of the cluster's CA for the node id `id`.
+    pub fn peer(&self, rt: &tokio::runtime::Runtime, id: &str) -> kvctl::transport::Transport {
+        let dir = tempfile::tempdir().unwrap();
+        let out = kvctl()
+            .args(["cert", "node", "--ca-dir"])
+            .arg(self.home().join("certs"))
+            .args(["--id", id, "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let identity = kvctl::tls::Identity::new(
+            &kvctl::certs::read(dir.path(), "node").unwrap(),
+            &kvctl::certs::read_cert(dir.path(), "ca").unwrap(),
+        )
+        .unwrap();
+        let _runtime = rt.enter();
+        kvctl::transport::Transport::client(&identity).unwrap()
+    }
+
+    /// A transport with the cluster's client certificate.
+    pub fn client_transport(&self, rt: &tokio::runtime::Runtime) -> kvctl::transport::Transport {
+        let dir = self.home().join("certs");
+        let identity = kvctl::tls::Identity::new(
+            &kvctl::certs::read(&dir, "client").unwrap(),
+            &kvctl::certs::read_cert(&dir, "ca").unwrap(),
+        )
+        .unwrap();
+        let _runtime = rt.enter();
+        kvctl::transport::Transport::client(&identity).unwrap()
+    }
+
     pub fn home(&self) -> PathBuf {
         self.home.path().to_path_buf()
     }
