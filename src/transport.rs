@@ -92,6 +92,9 @@ fn connect_reason(e: &quinn::ConnectionError) -> String {
 pub struct Transport {
     endpoint: quinn::Endpoint,
     connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// One dial at a time per address: requests made at once while there is no connection
+    /// share the one that the first dials (a node admits few connections per peer).
+    dials: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
     timeout: Duration,
 }
 
@@ -117,6 +120,7 @@ impl Transport {
         Transport {
             endpoint,
             connections: Mutex::new(HashMap::new()),
+            dials: Mutex::new(HashMap::new()),
             timeout: REQUEST_TIMEOUT,
         }
     }
@@ -134,11 +138,23 @@ impl Transport {
         self.endpoint.local_addr().ok()
     }
 
+    fn cached(&self, addr: SocketAddr) -> Option<quinn::Connection> {
+        self.connections
+            .lock()
+            .get(&addr)
+            .filter(|conn| conn.close_reason().is_none())
+            .cloned()
+    }
+
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, TransportError> {
-        if let Some(conn) = self.connections.lock().get(&addr) {
-            if conn.close_reason().is_none() {
-                return Ok(conn.clone());
-            }
+        if let Some(conn) = self.cached(addr) {
+            return Ok(conn);
+        }
+        let dial = self.dials.lock().entry(addr).or_default().clone();
+        let _dialing = dial.lock().await;
+        // Another request may have dialed while this one waited.
+        if let Some(conn) = self.cached(addr) {
+            return Ok(conn);
         }
         let connecting =
             self.endpoint

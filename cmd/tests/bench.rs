@@ -16,8 +16,10 @@ fn bench_workload_a_reads_and_updates_through_the_cluster() {
         "50",
         "--operations",
         "200",
+        // More requests at once than a node admits connections per peer: the client's
+        // requests share one connection per node.
         "--concurrency",
-        "4",
+        "16",
         "--value-size",
         "100",
     ]);
