@@ -237,6 +237,12 @@ impl Replica {
         })
     }
 
+    /// The stored, encoded versions of `key` if they can be read without waiting on the disk
+    /// (see [`Store::get_cached`]): `None` when the read needs [`Replica::read_raw`].
+    pub fn read_raw_cached(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, ReplicaError> {
+        Ok(self.engine.get_cached(&data_key(key))?)
+    }
+
     /// The stored versions of `key` (empty if none).
     pub fn read(&self, key: &[u8]) -> Result<Siblings, ReplicaError> {
         read(&self.engine, key)

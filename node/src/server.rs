@@ -90,6 +90,14 @@ fn wall_ms() -> u64 {
 /// trimmed to it, one this much larger is no node's and is refused unmerged.
 const INCOMING_SIBLINGS_MAX: usize = 4 * kvctl::version::SIBLINGS_MAX;
 
+/// A key's versions from its stored bytes (none if nothing is stored).
+fn decode_stored(stored: Option<Vec<u8>>) -> Result<Siblings, ReadFailure> {
+    match stored {
+        None => Ok(Siblings::default()),
+        Some(bytes) => Siblings::decode(&bytes).map_err(|e| ReadFailure::Failed(e.to_string())),
+    }
+}
+
 fn error(kind: ErrorKind, message: impl std::fmt::Display) -> Response {
     Response::Error {
         kind,
@@ -452,8 +460,18 @@ impl Node {
         );
         let (tx, mut rx) = mpsc::channel(self.config.replication + 1);
         let key = Arc::new(key);
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut wake_at = None;
         let outcome = loop {
             while let Some(action) = c.poll_action() {
+                if action == Action::Local {
+                    // Served from memory here, as most reads are; else off the runtime.
+                    if let Some(read) = self.read_local_cached(&key, &budget) {
+                        c.on_local(read, self.now_ms());
+                        continue;
+                    }
+                }
                 let (tx, node, key, budget) =
                     (tx.clone(), self.clone(), key.clone(), budget.clone());
                 match action {
@@ -475,10 +493,10 @@ impl Node {
             if let Some(outcome) = c.poll_outcome() {
                 break outcome;
             }
-            let wake = c.poll_timeout().unwrap_or_default();
+            self.set_timer(timer.as_mut(), &mut wake_at, c.poll_timeout());
             tokio::select! {
                 Some((from, read)) = rx.recv() => c.on_reply(&from, read, self.now_ms()),
-                () = self.sleep_until_ms(wake) => c.on_timeout(self.now_ms()),
+                () = &mut timer => c.on_timeout(self.now_ms()),
             }
         };
         match outcome {
@@ -502,10 +520,20 @@ impl Node {
         }
     }
 
-    /// Sleeps until `ms` on the node's clock (see [`Node::now_ms`]).
-    async fn sleep_until_ms(&self, ms: u64) {
-        let at = self.started + Duration::from_millis(ms);
-        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+    /// Sets a coordinator's `timer` to fire at `wake` (ms on the node's clock, see
+    /// [`Node::now_ms`]), unless it is set for then already (`set` remembers when).
+    fn set_timer(
+        &self,
+        timer: std::pin::Pin<&mut tokio::time::Sleep>,
+        set: &mut Option<u64>,
+        wake: Option<u64>,
+    ) {
+        let wake = wake.unwrap_or_default();
+        if *set != Some(wake) {
+            *set = Some(wake);
+            let at = self.started + Duration::from_millis(wake);
+            timer.reset(tokio::time::Instant::from_std(at));
+        }
     }
 
     /// Replica `addr`'s versions of `key`, its reply's bytes taken from `budget`.
@@ -716,6 +744,9 @@ impl Node {
                 let _ = tx.send((me, r)).await;
             });
         }
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut wake_at = None;
         let outcome = loop {
             while let Some(action) = c.poll_action() {
                 let Action::Send { to, addr } = action else {
@@ -736,10 +767,10 @@ impl Node {
             if let Some(outcome) = c.poll_outcome() {
                 break outcome;
             }
-            let wake = c.poll_timeout().unwrap_or_default();
+            self.set_timer(timer.as_mut(), &mut wake_at, c.poll_timeout());
             tokio::select! {
                 Some((from, stored)) = rx.recv() => c.on_reply(&from, stored),
-                () = self.sleep_until_ms(wake) => c.on_timeout(self.now_ms()),
+                () = &mut timer => c.on_timeout(self.now_ms()),
             }
         };
         match outcome {
@@ -790,14 +821,36 @@ impl Node {
         }
     }
 
-    /// The stored bytes of `key`, their size taken from `budget` once known. The engine's
-    /// read runs off the runtime's threads (it may wait on the disk), at most
-    /// [`admission::ENGINE_READS_MAX`] at once.
+    /// The stored bytes of `key` if the engine has them in memory (memtables, cached blocks),
+    /// their size taken from `budget`; `None` if the read needs the disk.
+    fn read_stored_cached(
+        &self,
+        key: &[u8],
+        budget: &RequestBudget,
+    ) -> Option<Result<Option<Vec<u8>>, ReadFailure>> {
+        let read = match self.replica.read_raw_cached(key) {
+            Ok(read) => read?,
+            Err(e) => return Some(Err(ReadFailure::Failed(e.to_string()))),
+        };
+        if let Some(bytes) = &read {
+            if let Err(e) = budget.take(bytes.len()) {
+                return Some(Err(ReadFailure::Refused(e.to_string())));
+            }
+        }
+        Some(Ok(read))
+    }
+
+    /// The stored bytes of `key`, their size taken from `budget` once known. A read the engine
+    /// answers from memory is done here; one that needs the disk runs off the runtime's
+    /// threads, at most [`admission::ENGINE_READS_MAX`] at once.
     async fn read_stored(
         &self,
         key: Arc<Vec<u8>>,
         budget: Arc<RequestBudget>,
     ) -> Result<Option<Vec<u8>>, ReadFailure> {
+        if let Some(read) = self.read_stored_cached(&key, &budget) {
+            return read;
+        }
         let failed = |e: &dyn std::fmt::Display| ReadFailure::Failed(e.to_string());
         let _permit = self.reads.acquire().await.map_err(|e| failed(&e))?;
         let replica = self.replica.clone();
@@ -871,16 +924,26 @@ impl Node {
         Reply::Chunks(rx)
     }
 
+    /// This node's versions of `key`, for a get it coordinates, if the engine has them in
+    /// memory.
+    fn read_local_cached(
+        &self,
+        key: &[u8],
+        budget: &RequestBudget,
+    ) -> Option<Result<Siblings, ReadFailure>> {
+        Some(
+            self.read_stored_cached(key, budget)?
+                .and_then(decode_stored),
+        )
+    }
+
     /// This node's versions of `key`, for a get it coordinates.
     async fn read_local(
         self: Arc<Self>,
         key: Arc<Vec<u8>>,
         budget: Arc<RequestBudget>,
     ) -> Result<Siblings, ReadFailure> {
-        match self.read_stored(key, budget).await? {
-            None => Ok(Siblings::default()),
-            Some(bytes) => Siblings::decode(&bytes).map_err(|e| ReadFailure::Failed(e.to_string())),
-        }
+        decode_stored(self.read_stored(key, budget).await?)
     }
 
     async fn replica_read(&self, key: Vec<u8>, budget: Arc<RequestBudget>) -> Response {

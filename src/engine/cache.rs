@@ -46,6 +46,11 @@ impl BlockCache {
         Ok(block)
     }
 
+    /// The block, if it is cached (nothing is read).
+    pub fn cached(&self, table: &Table, offset: u64) -> Option<Arc<Block>> {
+        self.cache.get(&(table.id(), offset))
+    }
+
     pub fn bytes(&self) -> u64 {
         self.cache.weight()
     }

@@ -99,6 +99,22 @@ struct Counters {
     write_groups: AtomicU64,
 }
 
+/// What a lookup found.
+enum Lookup {
+    /// The key's value, or `None` if it has none (never written, or deleted).
+    Found(Option<Vec<u8>>),
+    /// A lookup limited to memory would have had to read the disk.
+    NotInMemory,
+}
+
+/// What one table holds of a key.
+enum TableGet {
+    /// A value, or a tombstone (`None`).
+    Found(Option<Vec<u8>>),
+    Absent,
+    NotInMemory,
+}
+
 struct Inner {
     dir: PathBuf,
     tables_dir: PathBuf,
@@ -860,38 +876,45 @@ impl Inner {
     // ---- reads --------------------------------------------------------------------------
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.lookup(key, false)? {
+            Lookup::Found(value) => Ok(value),
+            Lookup::NotInMemory => unreachable!("a read that may use the disk always answers"),
+        }
+    }
+
+    /// Looks `key` up in the memtables, then the tables newest first; with `memory_only`, a
+    /// lookup that would read a block or the block index from disk stops with `NotInMemory`.
+    fn lookup(&self, key: &[u8], memory_only: bool) -> Result<Lookup> {
         self.check_open()?;
         validate_key(key, &self.options.limits)?;
         let state = self.state();
         if let Some(slot) = state.active.get(key) {
-            return Ok(slot.value);
+            return Ok(Lookup::Found(slot.value));
         }
         for mem in state.immutables.iter().rev() {
             if let Some(slot) = mem.get(key) {
-                return Ok(slot.value);
+                return Ok(Lookup::Found(slot.value));
             }
         }
         let hash = key_hash(key);
         let mut rtxn = None;
         let version = &state.version;
-        for table in &version.levels[0] {
+        let candidates = version.levels[0]
+            .iter()
+            .chain(version.levels[1..].iter().filter_map(|level| {
+                let i = level.partition_point(|t| t.meta.max_key.as_slice() < key);
+                level.get(i)
+            }));
+        for table in candidates {
             if table.may_contain(key, hash) {
-                if let Some(value) = self.table_get(table, key, hash, &mut rtxn)? {
-                    return Ok(value);
+                match self.table_get(table, key, hash, &mut rtxn, memory_only)? {
+                    TableGet::Found(value) => return Ok(Lookup::Found(value)),
+                    TableGet::Absent => {}
+                    TableGet::NotInMemory => return Ok(Lookup::NotInMemory),
                 }
             }
         }
-        for level in &version.levels[1..] {
-            let i = level.partition_point(|t| t.meta.max_key.as_slice() < key);
-            if let Some(table) = level.get(i) {
-                if table.may_contain(key, hash) {
-                    if let Some(value) = self.table_get(table, key, hash, &mut rtxn)? {
-                        return Ok(value);
-                    }
-                }
-            }
-        }
-        Ok(None)
+        Ok(Lookup::Found(None))
     }
 
     fn table_get<'a>(
@@ -900,10 +923,21 @@ impl Inner {
         key: &[u8],
         hash: u64,
         rtxn: &mut Option<heed::RoTxn<'a, heed::WithTls>>,
-    ) -> Result<Option<Option<Vec<u8>>>> {
-        let mut found = None;
+        memory_only: bool,
+    ) -> Result<TableGet> {
+        let mut found = TableGet::Absent;
         let visit = |offset, len| {
-            let block = self.cache.block(table, offset, len, true)?;
+            let block = if memory_only {
+                match self.cache.cached(table, offset) {
+                    Some(block) => block,
+                    None => {
+                        found = TableGet::NotInMemory;
+                        return Ok(false);
+                    }
+                }
+            } else {
+                self.cache.block(table, offset, len, true)?
+            };
             let i = match block.probe(key, hash) {
                 Probe::Found(i) => i,
                 // Absent here; a later block can hold it only if it sorts after this one.
@@ -918,12 +952,14 @@ impl Inner {
             }
             let e = block.entry(i);
             if e.key == key {
-                found = Some(e.value.map(<[u8]>::to_vec));
+                found = TableGet::Found(e.value.map(<[u8]>::to_vec));
             }
             Ok(false)
         };
         match table.mirrored_index() {
             Some(entries) => entries.visit(Some(key), visit)?,
+            // The block index in LMDB is memory-mapped: reading it may fault pages in.
+            None if memory_only => return Ok(TableGet::NotInMemory),
             None => {
                 if rtxn.is_none() {
                     *rtxn = Some(self.index.read_txn()?);
@@ -1022,6 +1058,13 @@ impl Inner {
 impl Store for Engine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         self.inner.get(key)
+    }
+
+    fn get_cached(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>> {
+        Ok(match self.inner.lookup(key, true)? {
+            Lookup::Found(value) => Some(value),
+            Lookup::NotInMemory => None,
+        })
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {

@@ -41,6 +41,10 @@ impl Store for MemStore {
         Ok(self.map.read().get(key).cloned())
     }
 
+    fn get_cached(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>> {
+        self.get(key).map(Some)
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<()> {
         self.check_open()?;
         batch.validate(&self.limits)?;

@@ -43,6 +43,14 @@ pub struct Stats {
 pub trait Store: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
+    /// `key`'s value if it can be read without waiting on the disk (from the memtables and
+    /// cached blocks): `Some(value)`, or `None` when the read would need the disk, to be done
+    /// with [`Store::get`] where blocking is fine (off an async runtime's threads).
+    fn get_cached(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>> {
+        let _ = key;
+        Ok(None)
+    }
+
     /// Applies every operation of `batch` durably (per the sync mode) and atomically across
     /// crashes: after a restart either all of the batch is there or none of it. Readers running
     /// at the same moment may see some of its operations before the others.
