@@ -18,13 +18,13 @@ use super::cache::BlockCache;
 use super::entry::Entry;
 use super::error::{EngineError, Result};
 use super::index::{Edit, Index, IndexEntries};
+use super::levels::{CompactionTask, Levels, Shape, LEVELS};
 use super::logfile::sync_dir;
 use super::memtable::Memtable;
 use super::merge::{MemSource, Merge, Source, TableSource};
 use super::options::{Options, SyncMode};
 use super::store::{KeyRange, Scan, Stats, Store};
 use super::table::{table_path, Graveyard, Table, TableWriter};
-use super::version::{CompactionTask, Shape, Version, LEVELS};
 use super::wal::{self, WalWriter};
 
 /// Groups a leader commits before handing leadership to a waiting writer, so that no writer
@@ -38,7 +38,7 @@ struct State {
     active: Arc<Memtable>,
     /// Rotated memtables waiting to be flushed, oldest first.
     immutables: Vec<Arc<Memtable>>,
-    version: Arc<Version>,
+    version: Arc<Levels>,
 }
 
 enum Turn {
@@ -190,7 +190,7 @@ impl Engine {
         }
         remove_unlisted_tables(&tables_dir, &tables)?;
         index.forget_unlisted()?;
-        let version = Version::from_tables(tables);
+        let version = Levels::from_tables(tables);
 
         let last_flushed = index.last_flushed_seq()?;
         let mut segments = wal::list_segments(&wal_dir)?;

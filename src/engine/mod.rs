@@ -3,11 +3,12 @@
 //! A write goes to the write-ahead log ([`wal`]) and, once durable, into the memtable
 //! ([`memtable`]). Full memtables are flushed in the background to immutable tables ([`table`],
 //! made of [`block`]s and a [`bloom`] filter), recorded in the manifest and block index in LMDB
-//! ([`index`]). Compaction ([`version`], [`merge`]) merges tables level by level. Reads consult
+//! ([`index`]). Compaction ([`levels`], [`merge`]) merges tables level by level. Reads consult
 //! the memtables, then the tables newest first, through the block cache ([`cache`]).
 //!
-//! The node layer uses the engine through the [`Store`] trait; [`MemStore`] implements it in
-//! memory for tests. [`faultfs`] simulates power loss under the WAL.
+//! [`Engine`] implements the [`Store`] trait (the node's replica holds an `Engine`);
+//! [`MemStore`] implements it in memory for tests. [`Store::get_cached`] reads without waiting
+//! on the disk, or says the read needs it. [`faultfs`] simulates power loss under the WAL.
 //!
 //! The byte layouts are written down in `docs/storage-format.md`.
 
@@ -19,6 +20,7 @@ mod entry;
 mod error;
 pub mod faultfs;
 mod index;
+mod levels;
 mod logfile;
 mod lsm;
 mod memory;
@@ -27,7 +29,6 @@ mod merge;
 mod options;
 mod store;
 mod table;
-mod version;
 mod wal;
 
 pub use batch::{Op, WriteBatch};

@@ -11,7 +11,7 @@ use super::table::Table;
 pub const LEVELS: usize = 7;
 
 #[derive(Clone, Default)]
-pub struct Version {
+pub struct Levels {
     pub levels: [Vec<Arc<Table>>; LEVELS],
 }
 
@@ -30,9 +30,9 @@ pub struct Shape {
     pub ratio: u64,
 }
 
-impl Version {
-    pub fn from_tables(tables: impl IntoIterator<Item = Arc<Table>>) -> Version {
-        let mut v = Version::default();
+impl Levels {
+    pub fn from_tables(tables: impl IntoIterator<Item = Arc<Table>>) -> Levels {
+        let mut v = Levels::default();
         for t in tables {
             let level = (t.meta.level as usize).min(LEVELS - 1);
             v.levels[level].push(t);
@@ -49,7 +49,7 @@ impl Version {
     }
 
     /// A new version without the `removed` table ids and with `added`.
-    pub fn apply(&self, removed: &[u64], added: &[Arc<Table>]) -> Version {
+    pub fn apply(&self, removed: &[u64], added: &[Arc<Table>]) -> Levels {
         let mut v = self.clone();
         for level in &mut v.levels {
             level.retain(|t| !removed.contains(&t.id()));
