@@ -52,6 +52,16 @@ pub(crate) mod tests {
 
     use crate::placement::Target;
 
+    /// What `actions` ask for, by name: "local", or the node sent to.
+    pub fn named(actions: impl Iterator<Item = super::Action>) -> Vec<String> {
+        actions
+            .map(|a| match a {
+                super::Action::Local => "local".to_string(),
+                super::Action::Send { to, .. } => to,
+            })
+            .collect()
+    }
+
     /// Targets `node-<i>` for each number in `ids` (in that order), those in `down` down.
     pub fn targets(ids: &str, down: &str) -> Vec<Target> {
         let down: Vec<&str> = down.split_whitespace().collect();

@@ -234,15 +234,10 @@ impl ReadCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::tests::{targets, version};
+    use crate::coordinator::tests::{named, targets, version};
 
     fn sends(c: &mut ReadCoordinator) -> Vec<String> {
-        std::iter::from_fn(|| c.poll_action())
-            .map(|a| match a {
-                Action::Local => "local".to_string(),
-                Action::Send { to, .. } => to,
-            })
-            .collect()
+        named(std::iter::from_fn(|| c.poll_action()))
     }
 
     fn done(c: &mut ReadCoordinator) -> (Siblings, Vec<String>) {

@@ -140,15 +140,10 @@ impl WriteCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::tests::targets;
+    use crate::coordinator::tests::{named, targets};
 
     fn sends(c: &mut WriteCoordinator) -> Vec<String> {
-        std::iter::from_fn(|| c.poll_action())
-            .map(|a| match a {
-                Action::Local => "local".to_string(),
-                Action::Send { to, .. } => to,
-            })
-            .collect()
+        named(std::iter::from_fn(|| c.poll_action()))
     }
 
     /// Every up replica but this one gets the write at once, whatever the level; the level is
