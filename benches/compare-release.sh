@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
 # Runs `kvctl bench` workloads a and c against a 3-node local cluster of two builds, taking
 # turns (old, new, old, new, ...) so the machine's drift hits both alike, and prints each
-# run's throughput and p99 as JSON lines, then the medians side by side.
+# run's throughput, p99 and the CPU time its nodes spent per operation (load included; work
+# done, so steadier than throughput on a noisy machine) as JSON lines, then the medians side
+# by side. OPERATIONS sets the operations per run (default 100000).
 #
 #   benches/compare-release.sh OLD_KVCTL NEW_KVCTL [ROUNDS]
+#
+# With BENCH_CLIENT=BINARY, that binary runs `kvctl bench` against both clusters (one client
+# for both, so only the nodes differ; it must speak a protocol version both builds read).
 #
 # Build the previous release's binary from its tag or commit, for example:
 #   git worktree add /tmp/prev <commit> && (cd /tmp/prev && cargo build --release -p kvctl-cmd)
 set -euo pipefail
-old=$1 new=$2 rounds=${3:-3}
+old=$1 new=$2 rounds=${3:-3} client=${BENCH_CLIENT:-} operations=${OPERATIONS:-100000}
 work=$(mktemp -d)
 trap 'for h in "$work"/*/; do KVCTL_HOME=$h "$old" cluster down >/dev/null 2>&1 || true; done; rm -rf "$work"' EXIT
 results=$work/results.jsonl
+tick=$(getconf CLK_TCK)
+node_cpu() { # CPU time (clock ticks) of the node processes of a home
+  local t=0
+  for p in $(pgrep -f "$1/nodes"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo $t
+}
 run() { # name binary workload round
   local home=$work/$1-$3-$4
   KVCTL_HOME=$home "$2" cluster up --detach --base-port 7801 >/dev/null
-  KVCTL_HOME=$home "$2" bench --workload "$3" --operations 100000 --output json \
-    | python3 -c "import json,sys; r=json.load(sys.stdin); print(json.dumps({'build': '$1', 'workload': '$3', 'round': $4, 'ops_per_sec': round(r['ops_per_sec']), 'errors': r['errors'], 'p99_ms': {l['operation']: l['p99_ms'] for l in r['latency']}}))" \
+  local before
+  before=$(node_cpu "$home")
+  KVCTL_HOME=$home "${client:-$2}" bench --workload "$3" --operations "$operations" --output json \
+    >"$work/out.json"
+  local cpu=$(( $(node_cpu "$home") - before ))
+  python3 -c "import json; r=json.load(open('$work/out.json')); print(json.dumps({'build': '$1', 'workload': '$3', 'round': $4, 'ops_per_sec': round(r['ops_per_sec']), 'errors': r['errors'], 'node_cpu_us_per_op': round($cpu * 1e6 / $tick / (r['records'] + $operations)), 'p99_ms': {l['operation']: l['p99_ms'] for l in r['latency']}}))" \
     | tee -a "$results"
   KVCTL_HOME=$home "$2" cluster down >/dev/null
   rm -rf "$home"
@@ -30,14 +45,14 @@ done
 python3 - "$results" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("workload | build | median ops/s | median p99 ms (per operation)")
+print("workload | build | median ops/s | median node CPU µs/op | median p99 ms (per operation)")
 for w in ("a", "c"):
-    med = {}
+    med, cpu = {}, {}
     for b in ("old", "new"):
         rs = [r for r in rows if r["workload"] == w and r["build"] == b]
-        ops = statistics.median(r["ops_per_sec"] for r in rs)
+        med[b] = statistics.median(r["ops_per_sec"] for r in rs)
+        cpu[b] = statistics.median(r["node_cpu_us_per_op"] for r in rs)
         p99 = {op: statistics.median(r["p99_ms"][op] for r in rs) for op in rs[0]["p99_ms"]}
-        med[b] = ops
-        print(f"{w} | {b} | {ops:.0f} | {p99}")
-    print(f"{w} | new/old | {med['new'] / med['old']:.3f} |")
+        print(f"{w} | {b} | {med[b]:.0f} | {cpu[b]:.0f} | {p99}")
+    print(f"{w} | new/old | {med['new'] / med['old']:.3f} | {cpu['new'] / cpu['old']:.3f} |")
 PY

@@ -560,7 +560,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__cluster__subcmd__up)
-            opts="-h -V --nodes --base-port --replication --detach --home --help --version"
+            opts="-h -V --nodes --base-port --replication --detach --node --max-hint-window --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -575,6 +575,14 @@ _kvctl() {
                     return 0
                     ;;
                 --replication)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-hint-window)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -998,7 +1006,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__node__subcmd__start)
-            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --sync-rate-max --connections-max --connections-per-peer-max --request-bytes-in-flight-max --connection-bytes-in-flight-max --write-queue-bytes-max --home --help --version"
+            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --sync-rate-max --connections-max --connections-per-peer-max --request-bytes-in-flight-max --connection-bytes-in-flight-max --write-queue-bytes-max --max-hint-window --hints-bytes-per-target-max --hint-replay-rate --phi-convict-threshold --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1049,6 +1057,22 @@ _kvctl() {
                     return 0
                     ;;
                 --write-queue-bytes-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-hint-window)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hints-bytes-per-target-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hint-replay-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --phi-convict-threshold)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

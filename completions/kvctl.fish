@@ -55,6 +55,10 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcom
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l request-bytes-in-flight-max -d 'Most bytes the node holds for requests in flight (requests, the versions they read, replies not yet taken); past it requests are refused as unavailable. E.g. 512MiB' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l connection-bytes-in-flight-max -d 'Most bytes one connection\'s requests hold (its share of the above); a get at ALL of a 16 MiB value needs about 100MiB' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l write-queue-bytes-max -d 'Most bytes of writes waiting for the node\'s writer; more wait for room' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l max-hint-window -d 'How long hints are kept for a node that is down (e.g. 10s, 30m, 3h): no hints are made for a node down longer, and older hints are dropped (that node needs a repair)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l hints-bytes-per-target-max -d 'Most bytes of hints the node holds for one other node; a write that needs one more is refused' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l hint-replay-rate -d 'Bytes a second of hints replayed to one node come back' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l phi-convict-threshold -d 'The failure detector\'s suspicion level at which a node is shown down (phi accrual; higher is slower to convict, lower is quicker but more often wrong)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'
@@ -70,6 +74,8 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and not __fish_seen
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l nodes -d 'Number of nodes (for a new cluster)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l base-port -d 'First UDP port; node i listens on base-port + i - 1' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l replication -d 'Replicas per key (N), for a new cluster' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l node -d 'Start only these nodes of an existing cluster (comma-separated ids; default: every node not running), and wait only for the nodes running' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l max-hint-window -d 'Passed on to every node started (see `kvctl node start --max-hint-window`)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l detach -d 'Return once the cluster is up, leaving the nodes running'
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'

@@ -20,7 +20,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-/// The protocol version this build speaks (and writes in its envelopes).
+/// The protocol version this build speaks (its newest messages are of this version; each
+/// message is written with the oldest version that has it, see [`Message`]).
 pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest version this build reads; an older message is refused. Version 1 (the first
 /// release) had no `timeout_ms` and no `Unsupported`; its messages read as version 2's.
@@ -98,16 +99,23 @@ pub struct Member {
     /// `Siblings::trim`): what `kvctl status` shows as "trimmed".
     #[serde(default)]
     pub siblings_trimmed: u64,
+    /// Hints the node holds for other nodes (writes they missed), not yet delivered.
+    #[serde(default)]
+    pub hints_pending: u64,
 }
 
 /// A member as one node sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberView {
     pub member: Member,
     /// Milliseconds since this node last saw the member's heartbeat advance (0 for itself).
     pub heartbeat_age_ms: u64,
-    /// Whether this node considers the member reachable.
+    /// Whether this node considers the member reachable (its failure detector's phi is
+    /// under the threshold).
     pub up: bool,
+    /// The suspicion level of this node's failure detector for the member (0 for itself).
+    #[serde(default)]
+    pub phi: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,7 +174,7 @@ pub enum ErrorKind {
     Other,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     Value {
         found: bool,
@@ -220,8 +228,39 @@ pub enum ProtoError {
     UnknownRequest { name: String },
 }
 
+/// A message of the protocol, written in the envelope of the oldest version that has it, so
+/// that a node of an older release reads every message it can understand: the first
+/// release's messages go out as version 1 (its nodes read only that, ignoring the `timeout_ms`
+/// they do not know), the messages added since as the version that added them.
+pub trait Message: Serialize {
+    /// The first protocol version with this message.
+    fn since(&self) -> u16;
+}
+
+impl Message for Request {
+    fn since(&self) -> u16 {
+        match self {
+            Request::ReplicaScan { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl Message for Response {
+    fn since(&self) -> u16 {
+        match self {
+            Response::Chunk { .. }
+            | Response::Error {
+                kind: ErrorKind::Unsupported | ErrorKind::Other,
+                ..
+            } => 2,
+            _ => 1,
+        }
+    }
+}
+
 /// Encodes a response (or any message without a time budget).
-pub fn encode<T: Serialize>(body: &T) -> Vec<u8> {
+pub fn encode<T: Message>(body: &T) -> Vec<u8> {
     encode_with(body, None)
 }
 
@@ -230,11 +269,11 @@ pub fn encode_request(request: &Request, timeout: Option<Duration>) -> Vec<u8> {
     encode_with(request, timeout.map(|t| t.as_millis() as u64))
 }
 
-fn encode_with<T: Serialize>(body: &T, timeout_ms: Option<u64>) -> Vec<u8> {
+fn encode_with<T: Message>(body: &T, timeout_ms: Option<u64>) -> Vec<u8> {
     let mut out = Vec::new();
     ciborium::into_writer(
         &Envelope {
-            v: PROTOCOL_VERSION,
+            v: body.since(),
             body,
             timeout_ms,
         },
@@ -436,5 +475,56 @@ mod tests {
                 message: "slow down".into()
             }
         );
+    }
+
+    /// What a node of the first release reads: a version-1 envelope of exactly `v` and
+    /// `body` (it refused any other version; unknown fields it skips).
+    fn first_release_reads<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Option<T> {
+        #[derive(Deserialize)]
+        struct V1<T> {
+            v: u16,
+            body: T,
+        }
+        let e: V1<T> = ciborium::from_reader(bytes).ok()?;
+        (e.v == 1).then_some(e.body)
+    }
+
+    /// Every message the first release has is written so that its nodes read it: a mixed
+    /// cluster keeps working while it is upgraded one node at a time. Messages added since
+    /// carry the version that added them.
+    #[test]
+    fn first_release_messages_stay_readable_by_it() {
+        let get = Request::Get {
+            key: ByteBuf::from(b"k".to_vec()),
+            consistency: Consistency::Quorum,
+        };
+        let bytes = encode_request(&get, Some(Duration::from_secs(2)));
+        assert_eq!(first_release_reads::<Request>(&bytes), Some(get));
+        for response in [
+            Response::Ack,
+            Response::Replica { siblings: None },
+            Response::Error {
+                kind: ErrorKind::Unavailable,
+                message: "no".into(),
+            },
+        ] {
+            assert_eq!(
+                first_release_reads::<Response>(&encode(&response)),
+                Some(response)
+            );
+        }
+        let scan = Request::ReplicaScan { after: 1, upto: 2 };
+        let chunk = Response::Chunk {
+            entries: vec![],
+            last: true,
+        };
+        let unsupported = Response::Error {
+            kind: ErrorKind::Unsupported,
+            message: "older".into(),
+        };
+        assert_eq!(scan.since(), 2);
+        assert!(first_release_reads::<Request>(&encode_request(&scan, None)).is_none());
+        assert_eq!((chunk.since(), unsupported.since()), (2, 2));
+        assert_eq!(decode::<Response>(&encode(&chunk)).unwrap(), chunk);
     }
 }

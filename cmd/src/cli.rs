@@ -109,6 +109,35 @@ pub struct NodeStartArgs {
     #[arg(long, value_name = "SIZE", env = "KVCTL_WRITE_QUEUE_BYTES_MAX",
           default_value = "64MiB", value_parser = parse_bytes)]
     pub write_queue_bytes_max: usize,
+    /// How long hints are kept for a node that is down (e.g. 10s, 30m, 3h): no hints are
+    /// made for a node down longer, and older hints are dropped (that node needs a repair).
+    #[arg(long, value_name = "DURATION", env = "KVCTL_MAX_HINT_WINDOW", default_value = "3h",
+          value_parser = humantime::parse_duration)]
+    pub max_hint_window: std::time::Duration,
+    /// Most bytes of hints the node holds for one other node; a write that needs one more is
+    /// refused.
+    #[arg(long, value_name = "SIZE", env = "KVCTL_HINTS_BYTES_PER_TARGET_MAX",
+          default_value = "1GiB", value_parser = parse_bytes)]
+    pub hints_bytes_per_target_max: usize,
+    /// Bytes a second of hints replayed to one node come back.
+    #[arg(long, value_name = "SIZE", env = "KVCTL_HINT_REPLAY_RATE", default_value = "16MiB",
+          value_parser = parse_bytes)]
+    pub hint_replay_rate: usize,
+    /// The failure detector's suspicion level at which a node is shown down (phi accrual;
+    /// higher is slower to convict, lower is quicker but more often wrong).
+    #[arg(long, value_name = "PHI", env = "KVCTL_PHI_CONVICT_THRESHOLD",
+          default_value_t = kvctl_node::failure_detector::PHI_CONVICT_THRESHOLD_DEFAULT,
+          value_parser = parse_phi)]
+    pub phi_convict_threshold: f64,
+}
+
+fn parse_phi(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(phi) if (1.0..=100.0).contains(&phi) => Ok(phi),
+        _ => Err(format!(
+            "{s:?} is not a suspicion level from 1 to 100 (the default is 8)"
+        )),
+    }
 }
 
 /// A size in bytes: a number, optionally followed by KiB, MiB or GiB.
@@ -154,6 +183,14 @@ pub struct ClusterUpArgs {
     /// Return once the cluster is up, leaving the nodes running.
     #[arg(long)]
     pub detach: bool,
+    /// Start only these nodes of an existing cluster (comma-separated ids; default: every
+    /// node not running), and wait only for the nodes running.
+    #[arg(long = "node", value_name = "ID,...", value_delimiter = ',')]
+    pub node: Vec<String>,
+    /// Passed on to every node started (see `kvctl node start --max-hint-window`).
+    #[arg(long, value_name = "DURATION", default_value = "3h",
+          value_parser = humantime::parse_duration)]
+    pub max_hint_window: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

@@ -102,7 +102,12 @@ fn threads_per_node(nodes: usize) -> usize {
     (cores / nodes.max(1)).max(1)
 }
 
-fn start_node(home: &Path, cluster: &ClusterFile, node: &NodeEntry) -> anyhow::Result<u32> {
+fn start_node(
+    home: &Path,
+    cluster: &ClusterFile,
+    node: &NodeEntry,
+    up: &ClusterUpArgs,
+) -> anyhow::Result<u32> {
     let dir = node_dir(home, node);
     let seeds: Vec<String> = cluster
         .nodes
@@ -124,6 +129,8 @@ fn start_node(home: &Path, cluster: &ClusterFile, node: &NodeEntry) -> anyhow::R
         // The nodes share this machine's cores.
         "--threads".into(),
         threads_per_node(cluster.nodes.len()).to_string(),
+        "--max-hint-window".into(),
+        humantime::format_duration(up.max_hint_window).to_string(),
     ];
     if !seeds.is_empty() {
         args.push("--seeds".into());
@@ -135,27 +142,31 @@ fn start_node(home: &Path, cluster: &ClusterFile, node: &NodeEntry) -> anyhow::R
     Ok(pid)
 }
 
-/// How many nodes see every node up, polled until all do.
+/// How many of the `expected` nodes see every one of them up, polled until all do.
 async fn wait_for_ring(
     client: &Client,
     cluster: &ClusterFile,
+    expected: &[&NodeEntry],
     bar: &ProgressBar,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + UP_TIMEOUT;
-    let n = cluster.nodes.len();
+    let n = expected.len();
     loop {
         let mut ready = 0;
         let mut waiting = Vec::new();
-        for node in &cluster.nodes {
+        for node in expected {
             match client.status(Some(node.addr)).await {
-                Ok((_, members)) if members.len() == n && members.iter().all(|m| m.up) => {
-                    ready += 1
+                Ok((_, members)) => {
+                    let up = expected
+                        .iter()
+                        .filter(|e| members.iter().any(|m| m.member.id == e.id && m.up))
+                        .count();
+                    if up == n {
+                        ready += 1;
+                    } else {
+                        waiting.push(format!("{} sees {up}/{n}", node.id));
+                    }
                 }
-                Ok((_, members)) => waiting.push(format!(
-                    "{} sees {}/{n}",
-                    node.id,
-                    members.iter().filter(|m| m.up).count()
-                )),
                 Err(_) => waiting.push(format!("{} starting", node.id)),
             }
         }
@@ -187,15 +198,34 @@ pub async fn up(home: &Path, args: ClusterUpArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     ensure_secret(home, &cluster)?;
+    if let Some(unknown) = args
+        .node
+        .iter()
+        .find(|id| !cluster.nodes.iter().any(|n| n.id == **id))
+    {
+        let ids: Vec<&str> = cluster.nodes.iter().map(|n| n.id.as_str()).collect();
+        bail!(
+            "no node {unknown} in the cluster at {} (its nodes: {})",
+            home.display(),
+            ids.join(", ")
+        );
+    }
     let mut started = Vec::new();
     for node in &cluster.nodes {
         let dir = node_dir(home, node);
-        if running_pid(&dir).is_none() {
-            started.push((node.id.clone(), start_node(home, &cluster, node)?));
+        let chosen = args.node.is_empty() || args.node.contains(&node.id);
+        if chosen && running_pid(&dir).is_none() {
+            started.push((node.id.clone(), start_node(home, &cluster, node, &args)?));
         }
     }
+    // Every node, or with --node the nodes running now: the others stay down.
+    let expected: Vec<&NodeEntry> = cluster
+        .nodes
+        .iter()
+        .filter(|n| args.node.is_empty() || running_pid(&node_dir(home, n)).is_some())
+        .collect();
     let client = Client::from_home(home)?;
-    let bar = ProgressBar::new(cluster.nodes.len() as u64);
+    let bar = ProgressBar::new(expected.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {pos}/{len} nodes see the full ring {msg}")
             .expect("a valid template"),
@@ -203,7 +233,7 @@ pub async fn up(home: &Path, args: ClusterUpArgs) -> anyhow::Result<()> {
     bar.enable_steady_tick(Duration::from_millis(100));
     // Ctrl-C while waiting stops what was started, as it does later.
     let waited = tokio::select! {
-        waited = wait_for_ring(&client, &cluster, &bar) => waited,
+        waited = wait_for_ring(&client, &cluster, &expected, &bar) => waited,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     bar.finish_and_clear();
@@ -299,6 +329,7 @@ pub async fn print_status(
             pid.map_or("-".into(), |p| p.to_string()),
             output::percent(owned),
             format!("{:.1} s", m.heartbeat_age_ms as f64 / 1000.0),
+            m.member.hints_pending.to_string(),
             m.member.siblings_trimmed.to_string(),
         ]);
         json.push(serde_json::json!({
@@ -309,6 +340,8 @@ pub async fn print_status(
             "ownership": owned,
             "last_gossip_age_ms": m.heartbeat_age_ms,
             "tokens": m.member.tokens.len(),
+            "phi": (m.phi * 100.0).round() / 100.0,
+            "hints_pending": m.member.hints_pending,
             "siblings_trimmed": m.member.siblings_trimmed,
         }));
     }
@@ -322,6 +355,7 @@ pub async fn print_status(
                 "pid",
                 "ownership",
                 "last gossip",
+                "hints",
                 "trimmed",
             ],
             rows,

@@ -12,6 +12,7 @@ use kvctl::proto::{Request, Response};
 use kvctl::ring::{allocate_tokens, Ring};
 use kvctl::tls::Identity;
 use kvctl::transport::Transport;
+use kvctl_node::hints::HintLimits;
 use kvctl_node::lease::DotLease;
 use kvctl_node::{admission, migration};
 use kvctl_node::{Node, NodeConfig};
@@ -242,6 +243,12 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
             },
             write_queue_bytes_max: args.write_queue_bytes_max,
         },
+        hints: HintLimits {
+            bytes_per_target_max: args.hints_bytes_per_target_max as u64,
+            window: args.max_hint_window,
+        },
+        hint_replay_bytes_per_sec: args.hint_replay_rate as u64,
+        phi_convict_threshold: args.phi_convict_threshold,
     };
     let result = Node::run(config, &identity, engine, lease, shutdown_signal()).await;
     let _ = fs::remove_file(&pid_path);

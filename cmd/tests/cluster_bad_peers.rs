@@ -109,6 +109,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
             heartbeat: 1,
             incarnation: 1,
             siblings_trimmed: 0,
+            hints_pending: 0,
         },
         // A member whose id sorts before node-1's, claiming node-1's tokens to win the ties.
         Member {
@@ -120,6 +121,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
             heartbeat: 1,
             incarnation: 1,
             siblings_trimmed: 0,
+            hints_pending: 0,
         },
     ]
     .into_iter()
@@ -133,6 +135,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
         heartbeat: 1,
         incarnation: 1,
         siblings_trimmed: 0,
+        hints_pending: 0,
     }))
     .collect();
     for _ in 0..3 {

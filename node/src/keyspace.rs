@@ -5,7 +5,7 @@
 //! | namespace | engine key | value |
 //! |---|---|---|
 //! | data (`d`) | `d` · the key's ring token (16 bytes, big-endian) · the key | the key's encoded siblings |
-//! | hints (`h`) | reserved for hinted handoff | |
+//! | hints (`h`) | `h` · the target's id length (1 byte) · the target's id · the hint's time (ms, 8 bytes BE) · a sequence number (8 bytes BE) | the hint (see [`crate::hints`]) |
 //! | node metadata (`m`) | `m` · a name | the name's value (see [`FORMAT_KEY`]) |
 //!
 //! Data keys sort by token, so "every key of token range (a, b]" is one ordered scan
@@ -70,6 +70,47 @@ pub fn hints_range() -> KeyRange {
         Bound::Included(vec![HINTS]),
         Bound::Excluded(vec![HINTS + 1]),
     )
+}
+
+fn hints_prefix(target: &str) -> Vec<u8> {
+    let id = target.as_bytes();
+    let mut out = Vec::with_capacity(2 + id.len() + 16);
+    out.push(HINTS);
+    // Node ids are at most 64 bytes (`certs::check_node_id`).
+    out.push(id.len().min(255) as u8);
+    out.extend_from_slice(&id[..id.len().min(255)]);
+    out
+}
+
+/// The engine key of a hint for node `target` made at `created_ms`: a target's hints sort
+/// oldest first.
+pub fn hint_key(target: &str, created_ms: u64, seq: u64) -> Vec<u8> {
+    let mut out = hints_prefix(target);
+    out.extend_from_slice(&created_ms.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out
+}
+
+/// The target, time and sequence number of a hint's engine key, or `None` if it is not one.
+pub fn parse_hint_key(engine_key: &[u8]) -> Option<(&str, u64, u64)> {
+    let rest = engine_key.strip_prefix(&[HINTS])?;
+    let (&len, rest) = rest.split_first()?;
+    if rest.len() != len as usize + 16 {
+        return None;
+    }
+    let (id, rest) = rest.split_at(len as usize);
+    let created_ms = u64::from_be_bytes(rest[..8].try_into().ok()?);
+    let seq = u64::from_be_bytes(rest[8..].try_into().ok()?);
+    Some((std::str::from_utf8(id).ok()?, created_ms, seq))
+}
+
+/// The hints held for node `target`, oldest first.
+pub fn hints_of(target: &str) -> KeyRange {
+    let prefix = hints_prefix(target);
+    let mut end = prefix.clone();
+    // The prefix ends with the id; no key of this target is at or past the id plus 0xff..
+    end.extend_from_slice(&[0xff; 17]);
+    (Bound::Included(prefix), Bound::Excluded(end))
 }
 
 /// The engine ranges holding the keys whose tokens are in the ring range (after, upto]: one
@@ -160,5 +201,26 @@ mod tests {
         assert!(!contains(&ranges, &data_key_at(10, b"")));
         assert!(contains(&data_ranges(7, 7), &data_key_at(7, b"k")));
         assert!(in_range(&hints_range(), b"h\x01"));
+    }
+
+    /// A target's hints sort oldest first, parse back, and are apart from other targets'
+    /// (also a target whose id extends another's).
+    #[test]
+    fn hint_keys_sort_by_target_then_time() {
+        let a = hint_key("node-1", 5, 0);
+        let b = hint_key("node-1", 6, 0);
+        let c = hint_key("node-1", 6, 1);
+        assert!(a < b && b < c);
+        assert_eq!(parse_hint_key(&c), Some(("node-1", 6, 1)));
+        assert_eq!(parse_hint_key(&data_key(b"k")), None);
+        assert_eq!(parse_hint_key(&a[..a.len() - 1]), None);
+        let range = hints_of("node-1");
+        for k in [&a, &b, &c, &hint_key("node-1", u64::MAX, u64::MAX)] {
+            assert!(in_range(&range, k) && in_range(&hints_range(), k));
+        }
+        for other in ["node-10", "node-", "node-2"] {
+            assert!(!in_range(&range, &hint_key(other, 5, 0)), "{other}");
+        }
+        assert!(!in_range(&hints_range(), &data_key(b"k")));
     }
 }

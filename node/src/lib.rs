@@ -10,6 +10,9 @@
 //! - [`admission`]: connections per node and per peer, and the node's limits.
 //! - [`keyspace`]: the engine's keys: data keys ordered by ring token, hints, node metadata.
 //! - [`migration`]: opening a data directory at this build's format, migrating older ones.
+//! - [`failure_detector`]: the phi-accrual failure detector (I/O-free, time passed in).
+//! - [`hints`]: hints held for replicas that missed writes (durable, bounded per target).
+//! - [`handoff`]: replaying hints to a node come back, as an I/O-free state machine.
 //! - [`lease`]: the durable bound above every dot counter the node hands out.
 //! - [`membership`]: gossip membership as an I/O-free state machine.
 //! - [`pacer`]: pacing the replica writer's fsyncs (a token bucket, without I/O).
@@ -18,6 +21,9 @@
 
 pub mod admission;
 pub mod coordinator;
+pub mod failure_detector;
+pub mod handoff;
+pub mod hints;
 pub mod keyspace;
 pub mod lease;
 pub mod membership;

@@ -5,8 +5,10 @@
 //!
 //! Each node owns its entry: it bumps its heartbeat every round; a restart bumps its
 //! generation. For every other node the entry with the highest `(generation, heartbeat)` wins,
-//! so all nodes converge on the same members, addresses and tokens. A node whose heartbeat has
-//! not advanced for `down_after_ms` is reported down (a phi-accrual detector comes later).
+//! so all nodes converge on the same members, addresses and tokens. Whether a member is up is
+//! this node's own judgement: a phi-accrual detector ([`crate::failure_detector`]) fed the
+//! times its heartbeat was seen to advance convicts it (down) when phi reaches the threshold
+//! (`--phi-convict-threshold`, default 8), and a heartbeat seen again clears it.
 //!
 //! # What gossip is trusted with
 //!
@@ -35,8 +37,10 @@ use kvctl::certs::check_node_id;
 use kvctl::proto::{Member, MemberView};
 use kvctl::ring::Ring;
 
-/// A node is considered down when its heartbeat has not advanced for this long.
-pub const DOWN_AFTER_MS: u64 = 5_000;
+use crate::failure_detector::{ArrivalWindow, PHI_CONVICT_THRESHOLD_DEFAULT};
+
+/// How often a node gossips (and so bumps its heartbeat), in ms.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
 /// The most members a node knows (itself included); entries for more are refused.
 pub const MEMBERS_MAX: usize = 1024;
 /// The most tokens a member may own.
@@ -57,13 +61,13 @@ pub struct Merged {
 
 struct Known {
     member: Member,
-    /// When its heartbeat last advanced, in this node's clock.
-    changed_ms: u64,
+    /// When its heartbeat was seen to advance, in this node's clock.
+    arrivals: ArrivalWindow,
 }
 
 impl Known {
-    fn is_up(&self, now_ms: u64, down_after_ms: u64) -> bool {
-        now_ms.saturating_sub(self.changed_ms) < down_after_ms
+    fn is_up(&self, now_ms: u64, phi_convict_threshold: f64) -> bool {
+        self.arrivals.heard() && self.arrivals.phi(now_ms) < phi_convict_threshold
     }
 }
 
@@ -82,7 +86,7 @@ pub struct Membership {
     others: BTreeMap<String, Known>,
     seeds: Vec<SocketAddr>,
     rng: u64,
-    down_after_ms: u64,
+    phi_convict_threshold: f64,
     /// The ring of the members' tokens, rebuilt only when tokens change (requests read it).
     ring: Arc<Ring>,
 }
@@ -98,11 +102,17 @@ impl Membership {
             others: BTreeMap::new(),
             seeds,
             rng,
-            down_after_ms: DOWN_AFTER_MS,
+            phi_convict_threshold: PHI_CONVICT_THRESHOLD_DEFAULT,
             ring: Arc::new(Ring::empty()),
         };
         membership.rebuild_ring();
         membership
+    }
+
+    /// Sets the suspicion level at which a member is shown down (see
+    /// [`crate::failure_detector`]).
+    pub fn set_phi_convict_threshold(&mut self, phi: f64) {
+        self.phi_convict_threshold = phi;
     }
 
     pub fn me(&self) -> &Member {
@@ -112,6 +122,18 @@ impl Membership {
     /// Records how many versions this node has trimmed so far, for its next gossip round.
     pub fn set_siblings_trimmed(&mut self, total: u64) {
         self.me.siblings_trimmed = total;
+    }
+
+    /// Records how many hints this node holds, for its next gossip round.
+    pub fn set_hints_pending(&mut self, total: u64) {
+        self.me.hints_pending = total;
+    }
+
+    /// How long member `id` has been silent, if this node's detector holds it down.
+    pub fn down_for(&self, id: &str, now_ms: u64) -> Option<std::time::Duration> {
+        let k = self.others.get(id)?;
+        (!k.is_up(now_ms, self.phi_convict_threshold))
+            .then(|| std::time::Duration::from_millis(now_ms.saturating_sub(k.arrivals.last_ms())))
     }
 
     fn next_random(&mut self) -> u64 {
@@ -218,12 +240,12 @@ impl Membership {
             }
             return Ok(Taken::Stale);
         }
-        let down_after_ms = self.down_after_ms;
+        let threshold = self.phi_convict_threshold;
         let known = self.others.get(&m.id);
         if let Some(k) = known {
             let newer = (m.generation, m.heartbeat) > (k.member.generation, k.member.heartbeat);
             if m.incarnation != k.member.incarnation {
-                if k.is_up(now_ms, down_after_ms) || m.generation <= k.member.generation {
+                if k.is_up(now_ms, threshold) || m.generation <= k.member.generation {
                     // A newer entry of a node gone down is its replacement; anything else is two
                     // live nodes under one id.
                     return if newer || direct {
@@ -259,18 +281,35 @@ impl Membership {
                 m.id
             ));
         }
-        let (restarted, tokens_changed) = match self.others.get(&m.id) {
-            Some(k) => (
-                (m.generation != k.member.generation).then_some(k.member.addr),
-                m.tokens != k.member.tokens,
-            ),
-            None => (None, true),
+        // First-hand word, or a new generation (the process restarted just now), is a sign
+        // of life; an entry first learned from others is not, until its heartbeat advances.
+        let fresh = |heard| ArrivalWindow::new(now_ms, HEARTBEAT_INTERVAL_MS, heard);
+        let (restarted, tokens_changed, arrivals) = match self.others.remove(&m.id) {
+            Some(k) => {
+                let restarted = m.generation != k.member.generation;
+                let arrivals = if restarted || m.incarnation != k.member.incarnation {
+                    // A new process: what the old one's heartbeats did says nothing of it.
+                    fresh(true)
+                } else {
+                    let mut arrivals = k.arrivals;
+                    if m.heartbeat > k.member.heartbeat || direct {
+                        arrivals.heartbeat(now_ms);
+                    }
+                    arrivals
+                };
+                (
+                    restarted.then_some(k.member.addr),
+                    m.tokens != k.member.tokens,
+                    arrivals,
+                )
+            }
+            None => (None, true, fresh(direct)),
         };
         self.others.insert(
             m.id.clone(),
             Known {
                 member: m,
-                changed_ms: now_ms,
+                arrivals,
             },
         );
         Ok(Taken::Updated {
@@ -300,7 +339,7 @@ impl Membership {
             || self
                 .others
                 .get(id)
-                .is_some_and(|k| k.is_up(now_ms, self.down_after_ms))
+                .is_some_and(|k| k.is_up(now_ms, self.phi_convict_threshold))
     }
 
     pub fn addr_of(&self, id: &str) -> Option<SocketAddr> {
@@ -337,13 +376,15 @@ impl Membership {
             member: self.me.clone(),
             heartbeat_age_ms: 0,
             up: true,
+            phi: 0.0,
         }];
         for k in self.others.values() {
-            let age = now_ms.saturating_sub(k.changed_ms);
+            let phi = k.arrivals.phi(now_ms);
             out.push(MemberView {
                 member: k.member.clone(),
-                heartbeat_age_ms: age,
-                up: age < self.down_after_ms,
+                heartbeat_age_ms: now_ms.saturating_sub(k.arrivals.last_ms()),
+                up: k.is_up(now_ms, self.phi_convict_threshold),
+                phi,
             });
         }
         out
@@ -370,8 +411,11 @@ impl crate::placement::Members for MembersAt<'_> {
 mod tests {
     use super::*;
     use kvctl::proto::MemberState;
+    use std::time::Duration;
 
     const WALL: u64 = 1_800_000_000_000;
+    /// Silence long enough for the failure detector to convict a node heard every 500 ms.
+    const SILENT_MS: u64 = 10_000;
 
     fn member(i: u16) -> Member {
         Member {
@@ -383,7 +427,29 @@ mod tests {
             heartbeat: 0,
             incarnation: u64::from(i),
             siblings_trimmed: 0,
+            hints_pending: 0,
         }
+    }
+
+    /// A member first learned from another node's gossip is not up on its word (it may have
+    /// died since: a restarted node learning of a dead one); its heartbeat seen to advance, or
+    /// its own word, makes it up.
+    #[test]
+    fn relayed_members_are_up_only_once_heard() {
+        let mut a = Membership::new(member(1), vec![]);
+        let taken = a.merge([member(3)], Some("node-2"), 1000, WALL);
+        assert!(taken.refused.is_empty(), "{:?}", taken.refused);
+        assert!(!a.is_up("node-3", 1000));
+        assert!(a.down_for("node-3", 1000).is_some());
+        let beat = Member {
+            heartbeat: 1,
+            ..member(3)
+        };
+        a.merge([beat], Some("node-2"), 1500, WALL);
+        assert!(a.is_up("node-3", 1500));
+        let mut b = Membership::new(member(1), vec![]);
+        b.merge([member(3)], Some("node-3"), 1000, WALL);
+        assert!(b.is_up("node-3", 1000));
     }
 
     /// Five nodes that only know the first as a seed all learn every member, by exchanging
@@ -420,9 +486,19 @@ mod tests {
             assert_eq!(n.ring().nodes().len(), 5);
             assert!((1..=5).all(|i| n.is_up(&format!("node-{i}"), 30_000)));
         }
-        // A node that stops gossiping is reported down once its heartbeat is stale.
-        let now = 30_000 + DOWN_AFTER_MS + 1;
+        // A node that stops gossiping is convicted by the failure detector within seconds,
+        // and says for how long it has been silent.
+        let now = 30_000 + SILENT_MS;
         assert!(!nodes[0].is_up("node-5", now));
+        assert!(nodes[0].down_for("node-5", now).unwrap() >= Duration::from_millis(SILENT_MS));
+        assert_eq!(nodes[0].down_for("node-5", 30_000), None);
+        let views = nodes[0].views(now);
+        let five = views.iter().find(|v| v.member.id == "node-5").unwrap();
+        assert!(
+            !five.up && five.phi >= PHI_CONVICT_THRESHOLD_DEFAULT,
+            "{}",
+            five.phi
+        );
     }
 
     fn newer(m: &Member, generation: u64) -> Member {
@@ -580,7 +656,7 @@ mod tests {
             taken.refused
         );
         // node-2 goes down; its replacement (another incarnation, a newer generation) is taken.
-        let later = 1000 + DOWN_AFTER_MS;
+        let later = 1000 + SILENT_MS;
         let taken = a.merge([impostor.clone()], Some("node-2"), later, WALL);
         assert!(taken.refused.is_empty(), "{:?}", taken.refused);
         assert_eq!(a.addr_of("node-2"), Some(impostor.addr));

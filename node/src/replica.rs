@@ -104,6 +104,12 @@ enum Job {
         make: Make,
         prepared: oneshot::Sender<Result<Prepared, ReplicaError>>,
     },
+    /// Put (or, with `None`, delete) an engine key outside the data namespace (a hint): the
+    /// queued key is the engine key itself.
+    Raw {
+        value: Option<Vec<u8>>,
+        done: oneshot::Sender<Result<(), ReplicaError>>,
+    },
 }
 
 /// A coordinator's write as the writer made it: the new versions, ready to be sent to the other
@@ -308,6 +314,20 @@ impl Replica {
         made.await.map_err(|_| ReplicaError::Closed)?
     }
 
+    /// Puts `value` under `engine_key` (deletes it, for `None`), a key outside the data
+    /// namespace (see [`crate::keyspace`]), durably, in the writer's next round.
+    pub async fn raw_write(
+        &self,
+        engine_key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), ReplicaError> {
+        let (done, durable) = oneshot::channel();
+        let bytes = value.as_ref().map_or(0, Vec::len);
+        self.submit(&engine_key, Job::Raw { value, done }, bytes)
+            .await?;
+        durable.await.map_err(|_| ReplicaError::Closed)?
+    }
+
     /// Stops taking writes and waits for the writer to finish the writes already taken.
     pub fn close(&self) {
         self.jobs.lock().take();
@@ -339,6 +359,17 @@ enum Done {
     Update(oneshot::Sender<Result<(), ReplicaError>>),
 }
 
+impl Done {
+    fn send(self, result: &Result<(), ReplicaError>) {
+        match (self, result) {
+            (Done::Merge(reply, merged), Ok(())) => drop(reply.send(Ok(merged))),
+            (Done::Update(durable), Ok(())) => drop(durable.send(Ok(()))),
+            (Done::Merge(reply, _), Err(e)) => drop(reply.send(Err(e.clone()))),
+            (Done::Update(durable), Err(e)) => drop(durable.send(Err(e.clone()))),
+        }
+    }
+}
+
 fn write_rounds(
     engine: &Engine,
     trims: &Trims,
@@ -354,6 +385,8 @@ fn write_rounds(
         }
         // This round's state of every key it wrote, and what waits for the round's fsync.
         let mut round: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        // Engine keys outside the data namespace, in the order they came.
+        let mut raw = Vec::new();
         let mut waiting = Vec::new();
         // The queue's room the round's writes hold, given back once the round is durable.
         let mut rooms = Vec::new();
@@ -363,6 +396,15 @@ fn write_rounds(
         while let Some(Queued { key, job, room }) = next.take() {
             rooms.push(room);
             taken += 1;
+            if let Job::Raw { value, done } = job {
+                bytes += key.len() + value.as_ref().map_or(0, Vec::len) + 9;
+                raw.push((key, value));
+                waiting.push(Done::Update(done));
+                if bytes < ROUND_BYTES_MAX && taken < ROUND_WRITES_MAX {
+                    next = jobs.try_recv().ok();
+                }
+                continue;
+            }
             let stored = match round.get(&key) {
                 Some(encoded) => Siblings::decode(encoded).map_err(ReplicaError::from),
                 None => read(engine, &key),
@@ -386,21 +428,22 @@ fn write_rounds(
                 next = jobs.try_recv().ok();
             }
         }
-        if round.is_empty() {
+        if round.is_empty() && raw.is_empty() {
             continue;
         }
         let mut batch = WriteBatch::new();
         for (key, encoded) in round {
             batch.put(data_key(&key), encoded);
         }
+        for (engine_key, value) in raw {
+            match value {
+                Some(value) => batch.put(engine_key, value),
+                None => batch.delete(engine_key),
+            };
+        }
         let result = engine.write(batch).map_err(ReplicaError::from);
         for done in waiting {
-            match (done, &result) {
-                (Done::Merge(reply, merged), Ok(())) => drop(reply.send(Ok(merged))),
-                (Done::Update(durable), Ok(())) => drop(durable.send(Ok(()))),
-                (Done::Merge(reply, _), Err(e)) => drop(reply.send(Err(e.clone()))),
-                (Done::Update(durable), Err(e)) => drop(durable.send(Err(e.clone()))),
-            }
+            done.send(&result);
         }
         drop(rooms);
     }
@@ -410,6 +453,7 @@ fn fail(job: Job, e: ReplicaError) {
     match job {
         Job::Merge { reply, .. } => drop(reply.send(Err(e))),
         Job::Update { prepared, .. } => drop(prepared.send(Err(e))),
+        Job::Raw { done, .. } => drop(done.send(Err(e))),
     }
 }
 
@@ -481,6 +525,11 @@ fn apply(
                     Err(())
                 }
             }
+        }
+        // Taken by the round before it reads anything (see `write_rounds`).
+        Job::Raw { done, .. } => {
+            let _ = done.send(Err(ReplicaError::Closed));
+            Err(())
         }
     }
 }

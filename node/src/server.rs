@@ -1,6 +1,7 @@
 //! The node: serves requests over QUIC, coordinates reads and writes for any key, stores its
 //! replicas, and gossips membership.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,9 +24,11 @@ use tokio::sync::mpsc;
 
 use crate::admission::{self, Connections};
 use crate::coordinator::{
-    route, Action, ForwardOutcome, ForwardReply, Forwarder, ReadCoordinator, ReadFailure,
-    ReadOutcome, Route, WriteCoordinator, WriteOutcome,
+    route, Action, ForwardOutcome, ForwardReply, Forwarder, Hinting, ReadCoordinator, ReadFailure,
+    ReadOutcome, Route, WriteCoordinator, WriteFailure, WriteOutcome,
 };
+use crate::handoff::{self, HintRef, Replay, ReplayAction, ReplayStats};
+use crate::hints::{Hint, HintLimits, Hints};
 use crate::lease::DotLease;
 use crate::membership::Membership;
 use crate::pacer::{SyncPacer, SYNC_BURST};
@@ -62,6 +65,12 @@ pub struct NodeConfig {
     pub secret: ClusterSecret,
     /// Connections, bytes in flight, the write queue.
     pub admission: admission::Limits,
+    /// Hints kept for replicas that miss writes: bytes per target, the window.
+    pub hints: HintLimits,
+    /// Bytes a second of hints replayed to one node.
+    pub hint_replay_bytes_per_sec: u64,
+    /// The failure detector's conviction threshold.
+    pub phi_convict_threshold: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +151,147 @@ pub struct Node {
     reads: tokio::sync::Semaphore,
     /// Bulk transfers running ([`admission::BULK_TRANSFERS_MAX`]).
     bulk: Arc<tokio::sync::Semaphore>,
+    /// Hints this node holds for others.
+    hints: Arc<Hints>,
+}
+
+/// Sends a hint's write to the node it is for: acknowledged once durable there. A write the
+/// target refuses as malformed or over its limits would be refused forever: it counts as
+/// delivered (and is logged), so it does not hold back the hints after it.
+async fn deliver_hint(transport: &Transport, addr: SocketAddr, hint: Hint) -> Result<(), String> {
+    let request = Request::ReplicaWrite {
+        key: ByteBuf::from(hint.key),
+        siblings: ByteBuf::from(hint.siblings),
+    };
+    let timeout = HINT_DELIVERY_TIMEOUT + size_allowance(request_bytes(&request));
+    match transport
+        .request_with_timeout(addr, &request, timeout)
+        .await
+    {
+        Ok(Response::Ack) => Ok(()),
+        Ok(Response::Error {
+            kind: ErrorKind::BadRequest,
+            message,
+        }) => {
+            eprintln!("a hint was refused by {addr} and is dropped: {message}");
+            Ok(())
+        }
+        Ok(Response::Error { message, .. }) => Err(message),
+        Ok(_) => Err("unexpected reply".to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn request_bytes(request: &Request) -> usize {
+    match request {
+        Request::ReplicaWrite { key, siblings } => key.len() + siblings.len(),
+        _ => 0,
+    }
+}
+
+/// How often a node looks for hints to replay.
+const HANDOFF_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a hint's delivery may take (plus time for its size).
+const HINT_DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// About how many bytes of hints a replay reads from the store at a time.
+const HINTS_LISTED_BYTES: u64 = 4 << 20;
+
+/// What a put's driver hears back.
+enum WriteEvent {
+    /// A replica (or this node's copy) stored the write, or did not.
+    Stored(String, Result<(), WriteFailure>),
+    /// The hint for a replica is durable here, or could not be kept.
+    Hinted(String, Result<(), String>),
+}
+
+/// Carries out what a put's [`WriteCoordinator`] asks: replica writes and hints as tasks, its
+/// timer; feeds it their outcomes.
+struct WriteDriver {
+    node: Arc<Node>,
+    c: WriteCoordinator,
+    key: Arc<Vec<u8>>,
+    /// The encoded siblings of the write (a hint's content).
+    payload: Arc<Vec<u8>>,
+    /// The encoded replica write request.
+    request: Arc<Vec<u8>>,
+    timeout: Duration,
+    tx: mpsc::Sender<WriteEvent>,
+    rx: mpsc::Receiver<WriteEvent>,
+    /// Held until every replica write and hint is settled.
+    _budget: Arc<RequestBudget>,
+}
+
+impl WriteDriver {
+    fn carry_out(&mut self) {
+        while let Some(action) = self.c.poll_action() {
+            let (tx, node) = (self.tx.clone(), self.node.clone());
+            match action {
+                Action::Local => {}
+                Action::Send { to, addr } => {
+                    let (req, timeout) = (self.request.clone(), self.timeout);
+                    tokio::spawn(async move {
+                        let sent = node.transport.send_encoded(addr, &req, timeout, None).await;
+                        let r = match sent {
+                            Ok(Response::Ack) => Ok(()),
+                            Ok(Response::Error {
+                                kind: ErrorKind::BadRequest,
+                                message,
+                            }) => Err(WriteFailure::Refused(message)),
+                            Ok(Response::Error { message, .. }) => {
+                                Err(WriteFailure::Missed(message))
+                            }
+                            Ok(_) => Err(WriteFailure::Refused("unexpected reply".to_string())),
+                            Err(e) => Err(WriteFailure::Missed(e.to_string())),
+                        };
+                        let _ = tx.send(WriteEvent::Stored(to, r)).await;
+                    });
+                }
+                Action::Hint { target } => {
+                    let (key, payload) = (self.key.clone(), self.payload.clone());
+                    tokio::spawn(async move {
+                        let r = node.store_hint(&target, &key, &payload).await;
+                        let _ = tx.send(WriteEvent::Hinted(target, r)).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Feeds the coordinator until `done` says to stop; `None` if the channel closed.
+    async fn drive(&mut self, mut done: impl FnMut(&mut WriteCoordinator) -> bool) {
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut wake_at = None;
+        loop {
+            self.carry_out();
+            if done(&mut self.c) {
+                return;
+            }
+            self.node
+                .set_timer(timer.as_mut(), &mut wake_at, self.c.poll_timeout());
+            tokio::select! {
+                Some(event) = self.rx.recv() => match event {
+                    WriteEvent::Stored(from, r) => self.c.on_reply(&from, r),
+                    WriteEvent::Hinted(target, r) => self.c.on_hinted(&target, r),
+                },
+                () = &mut timer => self.c.on_timeout(self.node.now_ms()),
+            }
+        }
+    }
+
+    async fn run_until_outcome(&mut self) -> WriteOutcome {
+        let mut outcome = None;
+        self.drive(|c| {
+            outcome = c.poll_outcome();
+            outcome.is_some()
+        })
+        .await;
+        outcome.expect("the coordinator has an outcome")
+    }
+
+    async fn run_until_settled(mut self) {
+        self.drive(|c| c.is_settled()).await;
+    }
 }
 
 /// The connection error code of a connection refused by admission (its reason says why).
@@ -212,11 +362,16 @@ impl Node {
             heartbeat: 0,
             incarnation: lease.incarnation(),
             siblings_trimmed: 0,
+            hints_pending: 0,
         };
         let actor = lease.actor(&config.id);
         let engine = Arc::new(engine);
+        let hints = Arc::new(Hints::open(engine.clone(), config.hints)?);
+        let mut membership = Membership::new(me, config.seeds.clone());
+        membership.set_phi_convict_threshold(config.phi_convict_threshold);
         let node = Arc::new(Node {
-            membership: Mutex::new(Membership::new(me, config.seeds.clone())),
+            membership: Mutex::new(membership),
+            hints,
             replica: Arc::new(Replica::new(
                 engine.clone(),
                 lease,
@@ -235,6 +390,7 @@ impl Node {
             config,
         });
         let gossip = tokio::spawn(node.clone().gossip_loop());
+        let handoff = tokio::spawn(node.clone().handoff_loop());
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -275,6 +431,7 @@ impl Node {
             }
         }
         gossip.abort();
+        handoff.abort();
         transport.close().await;
         // Joining the writer waits for its last round: not on a runtime thread.
         let replica = node.replica.clone();
@@ -290,6 +447,7 @@ impl Node {
             let round = {
                 let mut membership = self.membership.lock();
                 membership.set_siblings_trimmed(self.replica.trims().total());
+                membership.set_hints_pending(self.hints.pending_total());
                 membership.tick(self.now_ms())
             };
             let Some((target, members)) = round else {
@@ -488,6 +646,8 @@ impl Node {
                             let _ = tx.send((to, read)).await;
                         });
                     }
+                    // Gets make no hints.
+                    Action::Hint { .. } => {}
                 }
             }
             if let Some(outcome) = c.poll_outcome() {
@@ -709,70 +869,60 @@ impl Node {
             Ok(prepared) => prepared,
             Err(e) => return replica_error(e),
         };
-        // One encoding of the replica write, shared by every replica's request: a put holds its
-        // value a fixed number of times, whatever N.
-        let payload = incoming.encode();
+        // One encoding of the replica write, shared by every replica's request (and by the
+        // hints of those that miss it): a put holds its value a fixed number of times,
+        // whatever N.
+        let payload = Arc::new(incoming.encode());
         if let Err(e) = budget.take(2 * payload.len()) {
             return error(ErrorKind::Unavailable, e);
         }
         let deadline = deadline.for_coordinator();
         let timeout = deadline.remaining();
-        let replica_write = Arc::new(proto::encode_request(
+        let request = Arc::new(proto::encode_request(
             &Request::ReplicaWrite {
                 key: ByteBuf::from(key.clone()),
-                siblings: ByteBuf::from(payload),
+                siblings: ByteBuf::from(payload.to_vec()),
             },
             Some(timeout),
         ));
-        let mut c = WriteCoordinator::new(
+        let c = WriteCoordinator::new(
             &self.config.id,
             &replicas.primaries,
             level,
             self.now_ms(),
             timeout.as_millis() as u64,
+            Hinting::On,
         );
-        let (tx, mut rx) =
-            mpsc::channel::<(String, Result<(), String>)>(self.config.replication + 1);
+        let (tx, rx) = mpsc::channel(2 * self.config.replication + 2);
         {
             let (tx, me) = (tx.clone(), self.config.id.clone());
             tokio::spawn(async move {
                 let r = match durable.await {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err(ReplicaError::Closed.to_string()),
+                    Ok(Err(e)) => Err(WriteFailure::Refused(e.to_string())),
+                    Err(_) => Err(WriteFailure::Refused(ReplicaError::Closed.to_string())),
                 };
-                let _ = tx.send((me, r)).await;
+                let _ = tx.send(WriteEvent::Stored(me, r)).await;
             });
         }
-        let timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(timer);
-        let mut wake_at = None;
-        let outcome = loop {
-            while let Some(action) = c.poll_action() {
-                let Action::Send { to, addr } = action else {
-                    continue;
-                };
-                let (tx, node, req) = (tx.clone(), self.clone(), replica_write.clone());
-                // Each replica write runs to its end even after the level is met.
-                tokio::spawn(async move {
-                    let r = match node.transport.send_encoded(addr, &req, timeout, None).await {
-                        Ok(Response::Ack) => Ok(()),
-                        Ok(Response::Error { message, .. }) => Err(message),
-                        Ok(_) => Err("unexpected reply".to_string()),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    let _ = tx.send((to, r)).await;
-                });
-            }
-            if let Some(outcome) = c.poll_outcome() {
-                break outcome;
-            }
-            self.set_timer(timer.as_mut(), &mut wake_at, c.poll_timeout());
-            tokio::select! {
-                Some((from, stored)) = rx.recv() => c.on_reply(&from, stored),
-                () = &mut timer => c.on_timeout(self.now_ms()),
-            }
+        let mut write = WriteDriver {
+            node: self.clone(),
+            c,
+            key: Arc::new(key),
+            payload,
+            request,
+            timeout,
+            tx,
+            rx,
+            _budget: budget,
         };
+        let outcome = write.run_until_outcome().await;
+        let key = write.key.clone();
+        // The replica writes still on their way run to their end, and those that fail get
+        // their hints, after the client has its answer.
+        if !write.c.is_settled() {
+            tokio::spawn(write.run_until_settled());
+        }
         match outcome {
             // The context of the new version alone: siblings it did not see stay unseen.
             WriteOutcome::Done => Response::Written {
@@ -783,6 +933,160 @@ impl Node {
                 format!("{e} (the write is stored on the replicas that answered)"),
             ),
         }
+    }
+
+    /// Replays hints to the nodes they are for once those are up again (at most one replay
+    /// at a time per node, targets in turn), and drops hints older than the hint window.
+    async fn handoff_loop(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(HANDOFF_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            for target in self.hints.pending().into_keys() {
+                let addr = {
+                    let membership = self.membership.lock();
+                    membership
+                        .is_up(&target, self.now_ms())
+                        .then(|| membership.addr_of(&target))
+                        .flatten()
+                };
+                let outcome = self.replay_hints(&target, addr).await;
+                match outcome {
+                    Ok(stats) if stats.delivered + stats.expired > 0 => eprintln!(
+                        "hints for {target}: {} delivered ({} bytes), {} expired (older than \
+                         the hint window)",
+                        stats.delivered, stats.delivered_bytes, stats.expired
+                    ),
+                    Ok(_) => {}
+                    Err(e) => self
+                        .complaints
+                        .lock()
+                        .log(&format!("to stop replaying hints to {target} for now: {e}")),
+                }
+            }
+        }
+    }
+
+    /// One replay of `target`'s hints, oldest first, as a [`Replay`] paces it: to `addr` if
+    /// the target is up there, else only dropping what is past the hint window.
+    async fn replay_hints(
+        &self,
+        target: &str,
+        addr: Option<SocketAddr>,
+    ) -> Result<ReplayStats, String> {
+        let window_ms = self.hints.limits().window.as_millis() as u64;
+        let rate = self.config.hint_replay_bytes_per_sec;
+        let mut replay = Replay::new(rate, window_ms, wall_ms());
+        let mut contents: HashMap<Vec<u8>, Hint> = HashMap::new();
+        let (tx, mut rx) = mpsc::channel(handoff::IN_FLIGHT_MAX);
+        let mut deletes = tokio::task::JoinSet::new();
+        let mut last_batch = false;
+        loop {
+            if replay.wants_more() && last_batch {
+                while deletes.join_next().await.is_some() {}
+                return Ok(replay.stats().clone());
+            }
+            if replay.wants_more() {
+                // Deleted hints must be gone before the next listing, or they would go again.
+                while deletes.join_next().await.is_some() {}
+                let (hints, t) = (self.hints.clone(), target.to_string());
+                let listed =
+                    tokio::task::spawn_blocking(move || hints.oldest(&t, HINTS_LISTED_BYTES))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                if listed.is_empty() {
+                    return Ok(replay.stats().clone());
+                }
+                let now = wall_ms();
+                let mut refs = Vec::with_capacity(listed.len());
+                for (hint, content) in listed {
+                    // While the target is down, only hints past the window go (expired); a
+                    // target's hints are oldest first, so the rest wait too.
+                    if addr.is_none() && now.saturating_sub(hint.created_ms) < window_ms {
+                        last_batch = true;
+                        break;
+                    }
+                    match content {
+                        Some(content) => {
+                            contents.insert(hint.id.clone(), content);
+                            refs.push(hint);
+                        }
+                        None => {
+                            eprintln!("dropping an undecodable hint for {target}");
+                            self.delete_hint(&mut deletes, target, hint);
+                        }
+                    }
+                }
+                replay.on_listed(refs, now);
+            }
+            while let Some(action) = replay.poll_action(wall_ms()) {
+                match action {
+                    ReplayAction::Deliver(hint) => {
+                        let (Some(addr), Some(content)) = (addr, contents.remove(&hint.id)) else {
+                            replay.on_delivered(hint, Err("the target is down".into()));
+                            continue;
+                        };
+                        let (node, tx) = (self.transport.clone(), tx.clone());
+                        tokio::spawn(async move {
+                            let r = deliver_hint(&node, addr, content).await;
+                            let _ = tx.send((hint, r)).await;
+                        });
+                    }
+                    ReplayAction::Delete(hint) | ReplayAction::Expire(hint) => {
+                        contents.remove(&hint.id);
+                        self.delete_hint(&mut deletes, target, hint);
+                    }
+                }
+            }
+            if let Some(failure) = replay.failure() {
+                while deletes.join_next().await.is_some() {}
+                return Err(failure.to_string());
+            }
+            if replay.wants_more() {
+                continue;
+            }
+            let wait = replay
+                .poll_timeout()
+                .map(|at| Duration::from_millis(at.saturating_sub(wall_ms())));
+            tokio::select! {
+                Some((hint, r)) = rx.recv() => replay.on_delivered(hint, r),
+                () = tokio::time::sleep(wait.unwrap_or(HANDOFF_INTERVAL)), if wait.is_some() => {}
+            }
+        }
+    }
+
+    /// Deletes a hint durably (as a task in `deletes`), and forgets it once it is gone.
+    fn delete_hint(&self, deletes: &mut tokio::task::JoinSet<()>, target: &str, hint: HintRef) {
+        let (replica, hints, target) =
+            (self.replica.clone(), self.hints.clone(), target.to_string());
+        deletes.spawn(async move {
+            if replica.raw_write(hint.id, None).await.is_ok() {
+                hints.forget(&target, hint.bytes);
+            }
+        });
+    }
+
+    /// Stores a hint of `key`'s `siblings` for `target` on this node, durably.
+    async fn store_hint(&self, target: &str, key: &[u8], siblings: &[u8]) -> Result<(), String> {
+        let down_for = self.membership.lock().down_for(target, self.now_ms());
+        let hint = Hint {
+            key: key.to_vec(),
+            siblings: siblings.to_vec(),
+        };
+        let new = self
+            .hints
+            .make(target, &hint, wall_ms(), down_for)
+            .map_err(|e| e.to_string())?;
+        let bytes = new.bytes();
+        let stored = self
+            .replica
+            .raw_write(new.engine_key, Some(new.value))
+            .await;
+        if stored.is_err() {
+            self.hints.forget(&new.target, bytes);
+        }
+        stored.map_err(|e| format!("storing a hint failed: {e}"))
     }
 
     /// Hands a request to a replica of the key, as the [`Forwarder`] chooses, within what is

@@ -24,7 +24,7 @@ pub mod write;
 
 pub use forward::{route, ForwardOutcome, ForwardReply, Forwarder, Route};
 pub use read::{ReadCoordinator, ReadFailure, ReadOutcome};
-pub use write::{WriteCoordinator, WriteOutcome};
+pub use write::{Hinting, WriteCoordinator, WriteFailure, WriteOutcome};
 
 /// What a coordinator asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,9 @@ pub enum Action {
     Local,
     /// Send the request to node `to` at `addr`, and report its reply with `on_reply(to, ..)`.
     Send { to: String, addr: SocketAddr },
+    /// Store a hint of the write for replica `target` on this node, durably, and report it
+    /// with `on_hinted(target, ..)` (puts only).
+    Hint { target: String },
 }
 
 /// Why a replica that was not asked failed, in the words errors carry.
@@ -58,6 +61,7 @@ pub(crate) mod tests {
             .map(|a| match a {
                 super::Action::Local => "local".to_string(),
                 super::Action::Send { to, .. } => to,
+                super::Action::Hint { target } => format!("hint {target}"),
             })
             .collect()
     }

@@ -2,10 +2,17 @@
 //! stores before the coordinator starts; it is then sent to every other replica gossip reports
 //! up while it becomes durable here, and this copy counts toward the level like theirs.
 //!
-//! Every replica write runs to its end even after the level is met (the driver lets them
-//! finish; the coordinator ignores their replies). When the level can no longer be met, the
-//! coordinator still waits for the replies on their way (until the deadline), so the error
-//! says what really happened.
+//! Hinted handoff (when on): a replica that is down, whose write failed without being refused,
+//! or that has not answered within half the budget (its patience) gets a hint: the driver
+//! stores the write durably on this node for it ([`Action::Hint`]) and reports it with
+//! [`WriteCoordinator::on_hinted`]. A stored hint counts toward ONE and QUORUM in the
+//! replica's place; ALL counts only real replicas (the hint is kept all the same, so the
+//! replica catches up). A replica that answers after its hint was asked for counts itself.
+//!
+//! Every replica write runs to its end even after the level is met: the driver goes on feeding
+//! the coordinator until [`WriteCoordinator::is_settled`], so a replica that fails late still
+//! gets its hint. When the level can no longer be met, the coordinator still waits for the
+//! replies on their way (until the deadline), so the error says what really happened.
 
 use std::collections::VecDeque;
 
@@ -24,11 +31,45 @@ pub enum WriteOutcome {
     Failed(QuorumNotReached),
 }
 
+/// Why a replica did not store a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteFailure {
+    /// It could not be reached, timed out or was unavailable: it gets a hint.
+    Missed(String),
+    /// It refused the write (a limit, a malformed request): a hint would be refused too.
+    Refused(String),
+}
+
+/// Whether a put stores hints for the replicas that miss it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hinting {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    /// Asked (or, for this node, being made durable).
+    Asked,
+    /// A hint is being stored for it; why it needed one.
+    Hinting(String),
+    Settled,
+}
+
+struct Replica {
+    id: String,
+    state: State,
+}
+
 pub struct WriteCoordinator {
     me: String,
+    level: Consistency,
+    hinting: Hinting,
     quorum: Quorum,
-    outstanding: Vec<String>,
+    replicas: Vec<Replica>,
     budget_ms: u64,
+    started_ms: u64,
+    patience_at_ms: u64,
     deadline_ms: u64,
     actions: VecDeque<Action>,
     outcome: Option<WriteOutcome>,
@@ -44,28 +85,37 @@ impl WriteCoordinator {
         level: Consistency,
         now_ms: u64,
         budget_ms: u64,
+        hinting: Hinting,
     ) -> WriteCoordinator {
         let mut c = WriteCoordinator {
             me: me.to_string(),
+            level,
+            hinting,
             quorum: Quorum::new(level, replicas.len()),
-            outstanding: Vec::new(),
+            replicas: Vec::with_capacity(replicas.len()),
             budget_ms,
+            started_ms: now_ms,
+            patience_at_ms: now_ms.saturating_add(budget_ms / 2),
             deadline_ms: now_ms.saturating_add(budget_ms),
             actions: VecDeque::new(),
             outcome: None,
             done: false,
         };
         for target in replicas {
+            c.replicas.push(Replica {
+                id: target.id.clone(),
+                state: State::Asked,
+            });
             if target.id == me {
-                c.outstanding.push(target.id.clone());
-            } else if let Some(addr) = target.reachable() {
-                c.outstanding.push(target.id.clone());
+                continue;
+            }
+            if let Some(addr) = target.reachable() {
                 c.actions.push_back(Action::Send {
                     to: target.id.clone(),
                     addr,
                 });
             } else {
-                c.quorum.fail(&target.id, DOWN);
+                c.missed(&target.id, DOWN.to_string());
             }
         }
         c.advance();
@@ -77,9 +127,20 @@ impl WriteCoordinator {
         self.actions.pop_front()
     }
 
-    /// When to call [`WriteCoordinator::on_timeout`]: the deadline, while the put runs.
+    /// When to call [`WriteCoordinator::on_timeout`] while replicas are outstanding: their
+    /// patience (for hints), then the deadline.
     pub fn poll_timeout(&self) -> Option<u64> {
-        (!self.done).then_some(self.deadline_ms)
+        let asked = self
+            .replicas
+            .iter()
+            .any(|r| r.state == State::Asked && r.id != self.me);
+        if self.is_settled() {
+            None
+        } else if asked && self.hinting == Hinting::On {
+            Some(self.patience_at_ms.min(self.deadline_ms))
+        } else {
+            Some(self.deadline_ms)
+        }
     }
 
     /// The outcome, once there is one (taken: later calls return `None`).
@@ -87,37 +148,126 @@ impl WriteCoordinator {
         self.outcome.take()
     }
 
+    /// Whether every replica has answered, been hinted or given up on: the driver may stop.
+    pub fn is_settled(&self) -> bool {
+        self.actions.is_empty() && self.replicas.iter().all(|r| r.state == State::Settled)
+    }
+
     /// This node's copy is durable (or failed to be).
     pub fn on_local(&mut self, durable: Result<(), String>) {
         let me = self.me.clone();
-        self.on_reply(&me, durable);
+        self.on_reply(&me, durable.map_err(WriteFailure::Refused));
     }
 
     /// Replica `from` stored the write (or failed to). A reply nobody waits for is ignored.
-    pub fn on_reply(&mut self, from: &str, stored: Result<(), String>) {
-        let Some(at) = self.outstanding.iter().position(|id| id == from) else {
+    pub fn on_reply(&mut self, from: &str, stored: Result<(), WriteFailure>) {
+        let Some(state) = self.state(from) else {
             return;
         };
-        self.outstanding.swap_remove(at);
-        if self.done {
-            return;
-        }
-        match stored {
-            Ok(()) => self.quorum.ok(),
-            Err(reason) => self.quorum.fail(from, reason),
+        match (state, stored) {
+            (State::Settled, _) => {}
+            (_, Ok(())) => {
+                self.set(from, State::Settled);
+                self.count_ok();
+            }
+            (State::Asked, Err(WriteFailure::Missed(reason))) if from != self.me => {
+                self.missed(from, reason)
+            }
+            (State::Asked, Err(WriteFailure::Missed(reason) | WriteFailure::Refused(reason))) => {
+                self.set(from, State::Settled);
+                self.count_fail(from, reason);
+            }
+            // Its hint is on its way: that decides.
+            (State::Hinting(_), Err(_)) => {}
         }
         self.advance();
     }
 
-    /// The time is `now_ms`: past the deadline, the replicas still outstanding count as failed.
-    pub fn on_timeout(&mut self, now_ms: u64) {
-        if self.done || now_ms < self.deadline_ms {
+    /// The hint for `target` is stored (durable), or could not be.
+    pub fn on_hinted(&mut self, target: &str, stored: Result<(), String>) {
+        let Some(State::Hinting(reason)) = self.state(target) else {
             return;
-        }
-        for id in std::mem::take(&mut self.outstanding) {
-            self.quorum.fail(&id, no_reply(self.budget_ms));
+        };
+        self.set(target, State::Settled);
+        match stored {
+            Ok(()) if self.level != Consistency::All => self.count_ok(),
+            Ok(()) => self.count_fail(target, format!("{reason} (a hint is kept for it)")),
+            Err(e) => self.count_fail(target, format!("{reason}, and no hint could be kept: {e}")),
         }
         self.advance();
+    }
+
+    /// The time is `now_ms`: replicas past their patience get a hint (they may still answer);
+    /// past the deadline, the replicas still outstanding count as failed.
+    pub fn on_timeout(&mut self, now_ms: u64) {
+        // Also after the outcome: a replica still silent gets its hint, or it would miss the
+        // write with nothing to bring it back.
+        if now_ms >= self.patience_at_ms {
+            let slow: Vec<String> = self
+                .replicas
+                .iter()
+                .filter(|r| r.state == State::Asked && r.id != self.me)
+                .map(|r| r.id.clone())
+                .collect();
+            for id in slow {
+                let waited = now_ms.saturating_sub(self.started_ms);
+                self.missed(&id, format!("no reply within {waited} ms"));
+            }
+        }
+        if now_ms >= self.deadline_ms {
+            let late: Vec<String> = self
+                .replicas
+                .iter()
+                .filter(|r| r.state != State::Settled)
+                .map(|r| r.id.clone())
+                .collect();
+            for id in late {
+                self.set(&id, State::Settled);
+                self.count_fail(&id, no_reply(self.budget_ms));
+            }
+        }
+        self.advance();
+    }
+
+    fn state(&self, id: &str) -> Option<State> {
+        self.replicas
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.state.clone())
+    }
+
+    fn set(&mut self, id: &str, state: State) {
+        if let Some(r) = self.replicas.iter_mut().find(|r| r.id == id) {
+            r.state = state;
+        }
+    }
+
+    /// Replica `id` missed the write: a hint for it, if hints are on.
+    fn missed(&mut self, id: &str, reason: String) {
+        match self.hinting {
+            Hinting::On => {
+                self.set(id, State::Hinting(reason));
+                self.actions.push_back(Action::Hint {
+                    target: id.to_string(),
+                });
+            }
+            Hinting::Off => {
+                self.set(id, State::Settled);
+                self.count_fail(id, reason);
+            }
+        }
+    }
+
+    fn count_ok(&mut self) {
+        if !self.done {
+            self.quorum.ok();
+        }
+    }
+
+    fn count_fail(&mut self, id: &str, reason: String) {
+        if !self.done {
+            self.quorum.fail(id, reason);
+        }
     }
 
     fn advance(&mut self) {
@@ -126,7 +276,7 @@ impl WriteCoordinator {
         }
         if self.quorum.reached() {
             self.finish(WriteOutcome::Done);
-        } else if self.outstanding.is_empty() {
+        } else if self.replicas.iter().all(|r| r.state == State::Settled) {
             self.finish(WriteOutcome::Failed(self.quorum.error()));
         }
     }
@@ -157,7 +307,7 @@ mod tests {
         ] {
             for local_first in [true, false] {
                 let t = targets("1 2 3", "");
-                let mut c = WriteCoordinator::new("node-2", &t, level, 0, 100);
+                let mut c = WriteCoordinator::new("node-2", &t, level, 0, 100, Hinting::Off);
                 assert_eq!(sends(&mut c), ["node-1", "node-3"]);
                 let mut replies: Vec<&str> = vec!["node-2", "node-3", "node-1"];
                 if !local_first {
@@ -171,10 +321,13 @@ mod tests {
                         break;
                     }
                 }
-                // Later replies are ignored.
-                c.on_reply("node-1", Ok(()));
+                // Later replies are ignored; once every replica answered, the write is settled.
+                for id in ["node-1", "node-2", "node-3"] {
+                    c.on_reply(id, Ok(()));
+                }
                 c.on_local(Ok(()));
                 assert!(c.poll_outcome().is_none() && c.poll_timeout().is_none());
+                assert!(c.is_settled());
             }
         }
     }
@@ -184,11 +337,11 @@ mod tests {
     #[test]
     fn failures_wait_for_the_outstanding_and_say_why() {
         let t = targets("1 2 3", "3");
-        let mut c = WriteCoordinator::new("node-1", &t, Consistency::All, 0, 100);
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::All, 0, 100, Hinting::Off);
         assert_eq!(sends(&mut c), ["node-2"]);
         c.on_local(Ok(()));
         assert!(c.poll_outcome().is_none(), "node-2 is still on its way");
-        c.on_reply("node-2", Err("disk full".into()));
+        c.on_reply("node-2", Err(WriteFailure::Refused("disk full".into())));
         match c.poll_outcome() {
             Some(WriteOutcome::Failed(e)) => {
                 assert_eq!((e.needed, e.reached), (3, 1));
@@ -200,7 +353,7 @@ mod tests {
         }
 
         // The local copy failing counts as a failure like any other.
-        let mut c = WriteCoordinator::new("node-1", &t, Consistency::One, 0, 100);
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::One, 0, 100, Hinting::Off);
         c.on_local(Err("the replica is shutting down".into()));
         assert!(c.poll_outcome().is_none());
         c.on_reply("node-2", Ok(()));
@@ -211,7 +364,8 @@ mod tests {
     #[test]
     fn the_deadline_fails_what_is_outstanding() {
         let t = targets("1 2 3", "");
-        let mut c = WriteCoordinator::new("node-1", &t, Consistency::Quorum, 1000, 250);
+        let mut c =
+            WriteCoordinator::new("node-1", &t, Consistency::Quorum, 1000, 250, Hinting::Off);
         assert_eq!(c.poll_timeout(), Some(1250));
         sends(&mut c);
         c.on_reply("node-3", Ok(()));
@@ -237,12 +391,147 @@ mod tests {
     #[test]
     fn alone_on_the_ring() {
         let t = targets("1 2 3", "2 3");
-        let mut c = WriteCoordinator::new("node-1", &t, Consistency::One, 0, 10);
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::One, 0, 10, Hinting::Off);
         assert!(sends(&mut c).is_empty());
         c.on_local(Ok(()));
         assert_eq!(c.poll_outcome(), Some(WriteOutcome::Done));
-        let mut c = WriteCoordinator::new("node-1", &t, Consistency::Quorum, 0, 10);
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::Quorum, 0, 10, Hinting::Off);
         c.on_local(Ok(()));
         assert!(matches!(c.poll_outcome(), Some(WriteOutcome::Failed(_))));
+    }
+
+    fn hints(c: &mut WriteCoordinator) -> Vec<String> {
+        std::iter::from_fn(|| c.poll_action())
+            .filter_map(|a| match a {
+                Action::Hint { target } => Some(target),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A down replica gets a hint at once; a stored hint counts toward ONE and QUORUM, not
+    /// toward ALL (which fails, naming the replica, with the hint kept).
+    #[test]
+    fn hints_count_toward_one_and_quorum_not_all() {
+        let t = targets("1 2 3", "2 3");
+        for (level, ok) in [
+            (Consistency::One, true),
+            (Consistency::Quorum, true),
+            (Consistency::All, false),
+        ] {
+            let mut c = WriteCoordinator::new("node-1", &t, level, 0, 100, Hinting::On);
+            assert_eq!(hints(&mut c), ["node-2", "node-3"], "{level}");
+            c.on_local(Ok(()));
+            c.on_hinted("node-2", Ok(()));
+            c.on_hinted("node-3", Ok(()));
+            match c.poll_outcome() {
+                Some(WriteOutcome::Done) => assert!(ok, "{level}"),
+                Some(WriteOutcome::Failed(e)) => {
+                    assert!(!ok, "{level}");
+                    let text = e.to_string();
+                    assert!(text.contains("node-2: down"), "{text}");
+                    assert!(text.contains("a hint is kept for it"), "{text}");
+                }
+                None => panic!("{level}: no outcome"),
+            }
+            assert!(c.is_settled() && c.poll_timeout().is_none());
+        }
+    }
+
+    /// A hint that cannot be stored (the target's hints are full) is a failure that says so.
+    #[test]
+    fn a_refused_hint_fails_the_replica() {
+        let t = targets("1 2 3", "2 3");
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::Quorum, 0, 100, Hinting::On);
+        hints(&mut c);
+        c.on_local(Ok(()));
+        c.on_hinted("node-2", Err("hints for node-2 are full".into()));
+        c.on_hinted("node-3", Err("hints for node-3 are full".into()));
+        match c.poll_outcome() {
+            Some(WriteOutcome::Failed(e)) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("no hint could be kept: hints for node-2 are full"),
+                    "{text}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A replica that fails (not refusing) gets a hint, also after the level was met; one
+    /// that refuses does not; the coordinator is settled only once every replica is.
+    #[test]
+    fn failures_are_hinted_also_after_the_outcome() {
+        let t = targets("1 2 3", "");
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::One, 0, 100, Hinting::On);
+        assert_eq!(sends(&mut c), ["node-2", "node-3"]);
+        c.on_local(Ok(()));
+        assert_eq!(c.poll_outcome(), Some(WriteOutcome::Done));
+        assert!(!c.is_settled());
+        c.on_reply(
+            "node-2",
+            Err(WriteFailure::Missed("connection lost".into())),
+        );
+        assert_eq!(hints(&mut c), ["node-2"]);
+        c.on_reply(
+            "node-3",
+            Err(WriteFailure::Refused("value too large".into())),
+        );
+        assert!(hints(&mut c).is_empty());
+        assert!(!c.is_settled(), "node-2's hint is on its way");
+        c.on_hinted("node-2", Ok(()));
+        assert!(c.is_settled());
+        assert!(c.poll_outcome().is_none());
+    }
+
+    /// A replica silent past its patience (half the budget) gets a hint that counts in its
+    /// place; if it answers while the hint is stored, its answer counts and the hint's does
+    /// not count twice.
+    #[test]
+    fn slow_replicas_are_hinted_at_their_patience() {
+        let t = targets("1 2 3", "");
+        let mut c =
+            WriteCoordinator::new("node-1", &t, Consistency::Quorum, 1_000, 400, Hinting::On);
+        sends(&mut c);
+        assert_eq!(c.poll_timeout(), Some(1_200));
+        c.on_local(Ok(()));
+        c.on_timeout(1_199);
+        assert!(hints(&mut c).is_empty());
+        c.on_timeout(1_200);
+        assert_eq!(hints(&mut c), ["node-2", "node-3"]);
+        assert_eq!(c.poll_timeout(), Some(1_400));
+        c.on_reply("node-3", Ok(()));
+        assert_eq!(c.poll_outcome(), Some(WriteOutcome::Done));
+        c.on_hinted("node-3", Ok(()));
+        c.on_hinted("node-2", Ok(()));
+        assert!(c.is_settled());
+        // At the deadline, what is still unsettled fails (hints on their way included).
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::All, 1_000, 400, Hinting::On);
+        sends(&mut c);
+        c.on_local(Ok(()));
+        c.on_timeout(1_200);
+        hints(&mut c);
+        c.on_timeout(1_400);
+        assert!(matches!(c.poll_outcome(), Some(WriteOutcome::Failed(_))));
+        assert!(c.is_settled());
+    }
+
+    /// The level met by others, a replica still silent at its patience gets its hint all the
+    /// same (a node just killed, not yet convicted by the failure detector).
+    #[test]
+    fn silent_replicas_are_hinted_after_the_outcome() {
+        let t = targets("1 2 3", "");
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::Quorum, 0, 400, Hinting::On);
+        sends(&mut c);
+        c.on_local(Ok(()));
+        c.on_reply("node-2", Ok(()));
+        assert_eq!(c.poll_outcome(), Some(WriteOutcome::Done));
+        assert_eq!(c.poll_timeout(), Some(200));
+        c.on_timeout(200);
+        assert_eq!(hints(&mut c), ["node-3"]);
+        assert_eq!(c.poll_timeout(), Some(400));
+        c.on_hinted("node-3", Ok(()));
+        assert!(c.is_settled() && c.poll_timeout().is_none());
     }
 }
