@@ -43,6 +43,9 @@ _kvctl() {
             kvctl,put)
                 cmd="kvctl__subcmd__put"
                 ;;
+            kvctl,repair)
+                cmd="kvctl__subcmd__repair"
+                ;;
             kvctl,ring)
                 cmd="kvctl__subcmd__ring"
                 ;;
@@ -124,6 +127,9 @@ _kvctl() {
             kvctl__subcmd__help,put)
                 cmd="kvctl__subcmd__help__subcmd__put"
                 ;;
+            kvctl__subcmd__help,repair)
+                cmd="kvctl__subcmd__help__subcmd__repair"
+                ;;
             kvctl__subcmd__help,ring)
                 cmd="kvctl__subcmd__help__subcmd__ring"
                 ;;
@@ -170,7 +176,7 @@ _kvctl() {
 
     case "${cmd}" in
         kvctl)
-            opts="-h -V --home --help --version node cluster status ring get put delete bench cert completions help"
+            opts="-h -V --home --help --version node cluster status ring get put delete repair bench cert completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -680,7 +686,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__help)
-            opts="node cluster status ring get put delete bench cert completions help"
+            opts="node cluster status ring get put delete repair bench cert completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -917,6 +923,20 @@ _kvctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kvctl__subcmd__help__subcmd__repair)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kvctl__subcmd__help__subcmd__ring)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1103,6 +1123,40 @@ _kvctl() {
                     return 0
                     ;;
                 --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvctl__subcmd__repair)
+            opts="-h -V --node --range --rate --restart --output --home --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --range)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

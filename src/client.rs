@@ -206,4 +206,55 @@ impl Client {
             (addr, other) => Err(Self::refused(other, addr)),
         }
     }
+
+    /// Has `node` repair the token range (after, upto] across its replicas (it must be one),
+    /// sending at most `rate_bytes_per_sec` (0: unthrottled); waits up to the longest request
+    /// budget ([`crate::deadline::REQUEST_BUDGET_MAX`]).
+    pub async fn repair(
+        &self,
+        node: SocketAddr,
+        after: u128,
+        upto: u128,
+        rate_bytes_per_sec: u64,
+    ) -> Result<RangeRepaired, ClientError> {
+        let request = Request::Repair {
+            after,
+            upto,
+            rate_bytes_per_sec,
+        };
+        let extra = crate::deadline::REQUEST_BUDGET_MAX.saturating_sub(CLIENT_TIMEOUT);
+        match self.request_longer(Some(node), &request, extra).await? {
+            (
+                _,
+                Response::Repaired {
+                    in_sync_before,
+                    keys,
+                    leaves_differing,
+                    keys_sent,
+                    bytes_sent,
+                },
+            ) => Ok(RangeRepaired {
+                in_sync_before,
+                keys,
+                leaves_differing,
+                keys_sent,
+                bytes_sent,
+            }),
+            (addr, other) => Err(Self::refused(other, addr)),
+        }
+    }
+}
+
+/// What the repair of one token range did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeRepaired {
+    /// Every replica held the same already.
+    pub in_sync_before: bool,
+    /// Keys in the range (on the replica with the most).
+    pub keys: u64,
+    /// Merkle leaves that differed.
+    pub leaves_differing: u64,
+    /// Replica writes sent (a key to a replica that lacked some of its versions).
+    pub keys_sent: u64,
+    pub bytes_sent: u64,
 }

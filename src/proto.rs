@@ -149,6 +149,20 @@ pub enum Request {
     /// ring range (after, upto] (`after == upto`: the whole ring), with its encoded siblings,
     /// in token order, as a stream of [`Response::Chunk`]s (see `transport::Chunks`).
     ReplicaScan { after: u128, upto: u128 },
+    /// Node to node: the replica's Merkle tree of the token range (after, upto]: its root,
+    /// and with `leaves` its leaves (see the node's `merkle` module).
+    MerkleTree {
+        after: u128,
+        upto: u128,
+        leaves: bool,
+    },
+    /// Repair the token range (after, upto] across its replicas, coordinated by the receiving
+    /// node (one of them), sending at most `rate_bytes_per_sec` (0: unthrottled).
+    Repair {
+        after: u128,
+        upto: u128,
+        rate_bytes_per_sec: u64,
+    },
 }
 
 /// One key of a bulk transfer.
@@ -201,6 +215,20 @@ pub enum Response {
         entries: Vec<ScanEntry>,
         last: bool,
     },
+    /// A replica's Merkle tree of a range: its root, its leaves if asked, its keys.
+    Tree {
+        root: ByteBuf,
+        leaves: Vec<ByteBuf>,
+        keys: u64,
+    },
+    /// A range repaired: whether it was in sync already, and what it took.
+    Repaired {
+        in_sync_before: bool,
+        keys: u64,
+        leaves_differing: u64,
+        keys_sent: u64,
+        bytes_sent: u64,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -240,7 +268,7 @@ pub trait Message: Serialize {
 impl Message for Request {
     fn since(&self) -> u16 {
         match self {
-            Request::ReplicaScan { .. } => 2,
+            Request::ReplicaScan { .. } | Request::MerkleTree { .. } | Request::Repair { .. } => 2,
             _ => 1,
         }
     }
@@ -250,6 +278,8 @@ impl Message for Response {
     fn since(&self) -> u16 {
         match self {
             Response::Chunk { .. }
+            | Response::Tree { .. }
+            | Response::Repaired { .. }
             | Response::Error {
                 kind: ErrorKind::Unsupported | ErrorKind::Other,
                 ..
@@ -323,6 +353,8 @@ const REQUEST_NAMES: &[&str] = &[
     "Gossip",
     "Status",
     "ReplicaScan",
+    "MerkleTree",
+    "Repair",
 ];
 
 fn decode_envelope<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Envelope<T>, ProtoError> {

@@ -152,6 +152,26 @@ impl Ring {
         self.entries.is_empty()
     }
 
+    /// Returns the ring's token ranges (previous token, token], one per token in token order
+    /// (entries sharing a token make one range); the first wraps from the last token. One
+    /// token gives the whole ring, (t, t]. Each range's keys have the token's preference list.
+    pub fn token_ranges(&self) -> Vec<(Token, Token)> {
+        let mut tokens: Vec<Token> = self.entries.iter().map(|(t, _)| *t).collect();
+        tokens.dedup();
+        let Some(&last) = tokens.last() else {
+            return Vec::new();
+        };
+        let mut prev = last;
+        tokens
+            .into_iter()
+            .map(|t| {
+                let range = (prev, t);
+                prev = t;
+                range
+            })
+            .collect()
+    }
+
     /// Returns the node that owns `token`: the holder of the first token at or after it,
     /// wrapping. Returns `None` for an empty ring.
     pub fn owner(&self, token: Token) -> Option<&NodeId> {
@@ -413,6 +433,38 @@ mod tests {
 
     fn ids(count: usize) -> Vec<NodeId> {
         (0..count).map(|i| format!("node-{i:03}")).collect()
+    }
+
+    /// The ranges tile the ring: each starts where the previous ended, the first wraps from
+    /// the last token, and every key's token is in the range of its owner's token.
+    #[test]
+    fn ranges_tile_the_ring() {
+        let ring = build_balanced(&ids(3), 8);
+        let ranges = ring.token_ranges();
+        assert_eq!(ranges.len(), 24);
+        for w in ranges.windows(2) {
+            assert_eq!(w[0].1, w[1].0);
+        }
+        assert_eq!(ranges[0].0, ranges[23].1);
+        for key in ["a", "b", "key-7", "zzz"] {
+            let t = token_of(key.as_bytes());
+            let (after, upto) = ranges
+                .iter()
+                .copied()
+                .find(|&(a, b)| {
+                    if a < b {
+                        a < t && t <= b
+                    } else {
+                        t > a || t <= b
+                    }
+                })
+                .unwrap();
+            assert!(after != upto);
+            assert_eq!(ring.owner(upto), ring.owner(t));
+        }
+        let one = Ring::new([("n".to_string(), vec![5])]);
+        assert_eq!(one.token_ranges(), vec![(5, 5)]);
+        assert!(Ring::empty().token_ranges().is_empty());
     }
 
     /// The preference list computed the slow way: sort every (token, node id) pair and walk.

@@ -44,6 +44,8 @@ pub enum Command {
     Put(PutArgs),
     /// Delete a key (writes a versioned tombstone).
     Delete(DeleteArgs),
+    /// Compare every token range's replicas (Merkle trees) and merge what differs into each.
+    Repair(RepairArgs),
     /// Run a YCSB-style workload against the cluster and report throughput and latency.
     Bench(BenchArgs),
     /// Create a cluster CA and node or client certificates for clusters on several machines.
@@ -191,6 +193,41 @@ pub struct ClusterUpArgs {
     #[arg(long, value_name = "DURATION", default_value = "3h",
           value_parser = humantime::parse_duration)]
     pub max_hint_window: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Repair only the ranges this node (an id, e.g. node-2) holds a replica of, coordinated
+    /// by it.
+    #[arg(long, value_name = "ID")]
+    pub node: Option<String>,
+    /// Repair only the ring ranges that end in (AFTER, UPTO] (tokens, decimal or 0x hex).
+    #[arg(long, value_name = "AFTER:UPTO", value_parser = parse_token_range)]
+    pub range: Option<(u128, u128)>,
+    /// Most MiB a second each range's repair sends (0: no limit).
+    #[arg(long, value_name = "MIB_PER_SEC", default_value_t = 32.0)]
+    pub rate: f64,
+    /// Start over, ignoring ranges an interrupted repair already did.
+    #[arg(long)]
+    pub restart: bool,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+fn parse_token(s: &str) -> Result<u128, String> {
+    let s = s.trim();
+    let parsed = match s.strip_prefix("0x") {
+        Some(hex) => u128::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|_| format!("{s:?} is not a token (a number below 2^128, decimal or 0x hex)"))
+}
+
+fn parse_token_range(s: &str) -> Result<(u128, u128), String> {
+    let (after, upto) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not a range: write AFTER:UPTO"))?;
+    Ok((parse_token(after)?, parse_token(upto)?))
 }
 
 #[derive(Debug, Args)]

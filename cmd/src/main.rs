@@ -19,6 +19,7 @@ mod kv;
 mod node;
 mod output;
 mod process;
+mod repair;
 mod ring;
 
 use std::io::{self, Write};
@@ -90,6 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Put(args) => runtime()?.block_on(kv::put(&home()?, args))?,
         Command::Delete(args) => runtime()?.block_on(kv::delete(&home()?, args))?,
+        Command::Repair(args) => runtime()?.block_on(repair::run(&home()?, args))?,
         Command::Bench(args) if args.workload == Workload::Fsync => {
             let dir = match &args.dir {
                 Some(dir) => dir.clone(),

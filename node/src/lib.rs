@@ -15,6 +15,8 @@
 //! - [`handoff`]: replaying hints to a node come back, as an I/O-free state machine.
 //! - [`lease`]: the durable bound above every dot counter the node hands out.
 //! - [`membership`]: gossip membership as an I/O-free state machine.
+//! - [`merkle`]: a token range's Merkle tree (leaves, hashing), for anti-entropy.
+//! - [`repair`]: repairing a token range across its replicas, as an I/O-free state machine.
 //! - [`pacer`]: pacing the replica writer's fsyncs (a token bucket, without I/O).
 //! - [`quorum`]: counting replica replies toward a consistency level.
 //! - [`replica`]: a key's siblings stored in the engine, merged on every write.
@@ -27,10 +29,12 @@ pub mod hints;
 pub mod keyspace;
 pub mod lease;
 pub mod membership;
+pub mod merkle;
 pub mod migration;
 pub mod pacer;
 pub mod placement;
 pub mod quorum;
+pub mod repair;
 pub mod replica;
 pub mod server;
 

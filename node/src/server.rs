@@ -31,8 +31,10 @@ use crate::handoff::{self, HintRef, Replay, ReplayAction, ReplayStats};
 use crate::hints::{Hint, HintLimits, Hints};
 use crate::lease::DotLease;
 use crate::membership::Membership;
+use crate::merkle::{self, RangeTree};
 use crate::pacer::{SyncPacer, SYNC_BURST};
 use crate::placement::{Placement, Replicas};
+use crate::repair::{Entries, RangeRepair, RepairAction, RepairOutcome, TreeReply};
 use crate::replica::{Prepared, Replica, ReplicaError};
 
 /// How long a read repair waits for a replica to take the versions (no client waits for it).
@@ -187,6 +189,69 @@ fn request_bytes(request: &Request) -> usize {
         Request::ReplicaWrite { key, siblings } => key.len() + siblings.len(),
         _ => 0,
     }
+}
+
+/// What a repair's driver hears back.
+enum RepairEvent {
+    Tree(String, Result<TreeReply, String>),
+    Scan(String, Result<Entries, String>),
+    Written(String, Result<(), String>),
+}
+
+/// How long one step of a repair (a tree, a write) may take.
+const REPAIR_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn hash_of(bytes: &[u8]) -> Result<merkle::Hash, String> {
+    bytes.try_into().map_err(|_| {
+        format!(
+            "a tree hash of {} bytes (expected {})",
+            bytes.len(),
+            merkle::HASH_BYTES
+        )
+    })
+}
+
+fn tree_reply(root: &[u8], leaves: &[ByteBuf], keys: u64) -> Result<TreeReply, String> {
+    Ok(TreeReply {
+        root: hash_of(root)?,
+        leaves: if leaves.is_empty() {
+            None
+        } else {
+            Some(
+                leaves
+                    .iter()
+                    .map(|l| hash_of(l))
+                    .collect::<Result<_, _>>()?,
+            )
+        },
+        keys,
+    })
+}
+
+/// A replica's keys of (after, upto] with their versions, by a bulk transfer.
+async fn remote_scan(
+    transport: &Transport,
+    addr: SocketAddr,
+    after: u128,
+    upto: u128,
+) -> Result<Entries, String> {
+    let mut chunks = transport
+        .chunks(addr, &Request::ReplicaScan { after, upto })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        match chunk.map_err(|e| e.to_string())? {
+            Response::Chunk { entries, .. } => out.extend(
+                entries
+                    .into_iter()
+                    .map(|e| (e.key.into_vec(), e.siblings.into_vec())),
+            ),
+            Response::Error { message, .. } => return Err(message),
+            _ => return Err("unexpected reply".to_string()),
+        }
+    }
+    Ok(out)
 }
 
 /// How often a node looks for hints to replay.
@@ -501,6 +566,7 @@ impl Node {
                 | Request::ReplicaWrite { .. }
                 | Request::Gossip { .. }
                 | Request::ReplicaScan { .. }
+                | Request::MerkleTree { .. }
         ) || matches!(
             request,
             Request::Put {
@@ -560,6 +626,16 @@ impl Node {
                 }
             }
             Request::ReplicaScan { after, upto } => return self.replica_scan(after, upto, &budget),
+            Request::MerkleTree {
+                after,
+                upto,
+                leaves,
+            } => self.merkle_tree(after, upto, leaves).await,
+            Request::Repair {
+                after,
+                upto,
+                rate_bytes_per_sec,
+            } => self.repair_range(after, upto, rate_bytes_per_sec).await,
         };
         response.into()
     }
@@ -1065,6 +1141,241 @@ impl Node {
                 hints.forget(&target, hint.bytes);
             }
         });
+    }
+
+    /// This replica's Merkle tree of (after, upto], built by one scan off the runtime's
+    /// threads; at most [`admission::BULK_TRANSFERS_MAX`] scans (trees and bulk transfers) run.
+    async fn merkle_tree(&self, after: u128, upto: u128, leaves: bool) -> Response {
+        let Ok(_permit) = self.bulk.clone().try_acquire_owned() else {
+            return error(
+                ErrorKind::Unavailable,
+                format!(
+                    "{} bulk transfers are running, the most a node serves at once \
+                     (bulk_transfers_max); retry later",
+                    admission::BULK_TRANSFERS_MAX
+                ),
+            );
+        };
+        match self.local_tree(after, upto).await {
+            Ok(tree) => Response::Tree {
+                root: ByteBuf::from(tree.root().to_vec()),
+                leaves: if leaves {
+                    tree.leaves
+                        .iter()
+                        .map(|l| ByteBuf::from(l.to_vec()))
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                keys: tree.keys,
+            },
+            Err(e) => error(ErrorKind::Internal, e),
+        }
+    }
+
+    async fn local_tree(&self, after: u128, upto: u128) -> Result<RangeTree, String> {
+        let replica = self.replica.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut entries = Vec::new();
+            for entry in replica.scan(after, upto) {
+                let (key, siblings) = entry.map_err(|e| e.to_string())?;
+                let hash = merkle::entry_hash(&key, &siblings);
+                entries.push((key, hash));
+            }
+            Ok(RangeTree::from_hashes(after, upto, entries))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// This replica's keys of (after, upto] with their stored versions, read off the
+    /// runtime's threads.
+    async fn local_scan(&self, after: u128, upto: u128) -> Result<Entries, String> {
+        let replica = self.replica.clone();
+        tokio::task::spawn_blocking(move || {
+            replica
+                .scan(after, upto)
+                .map(|e| e.map_err(|e| e.to_string()))
+                .collect()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Repairs (after, upto] across its replicas, as a [`RangeRepair`] directs: trees, scans
+    /// of the differing leaves, and writes of the merges, paced to `rate_bytes_per_sec`.
+    async fn repair_range(self: &Arc<Self>, after: u128, upto: u128, rate: u64) -> Response {
+        let (ids, addrs) = {
+            let membership = self.membership.lock();
+            let ring = membership.ring();
+            let ids = ring.preference_list_for_token(upto, self.config.replication);
+            let now = self.now_ms();
+            let addrs: HashMap<String, Option<SocketAddr>> = ids
+                .iter()
+                .map(|id| {
+                    let up = membership.is_up(id, now);
+                    (id.clone(), membership.addr_of(id).filter(|_| up))
+                })
+                .collect();
+            (ids, addrs)
+        };
+        if !ids.contains(&self.config.id) {
+            return error(
+                ErrorKind::BadRequest,
+                format!(
+                    "this node ({}) is not a replica of the range ({after}, {upto}] (its \
+                     replicas: {}); ask one of them",
+                    self.config.id,
+                    ids.join(", ")
+                ),
+            );
+        }
+        if let Some((down, _)) = addrs.iter().find(|(_, a)| a.is_none()) {
+            return error(
+                ErrorKind::Unavailable,
+                format!("cannot repair ({after}, {upto}]: its replica {down} is down"),
+            );
+        }
+        let mut repair = RangeRepair::new(after, upto, ids);
+        let (tx, mut rx) = mpsc::channel(64);
+        let mut next_write = Instant::now();
+        let outcome = loop {
+            while let Some(action) = repair.poll_action() {
+                let (node, tx) = (self.clone(), tx.clone());
+                let addr = match &action {
+                    RepairAction::Tree { replica, .. }
+                    | RepairAction::Scan { replica, .. }
+                    | RepairAction::Write { replica, .. } => addrs
+                        .get(replica)
+                        .copied()
+                        .flatten()
+                        .filter(|_| *replica != self.config.id),
+                };
+                if let RepairAction::Write { key, siblings, .. } = &action {
+                    // The throttle: each write's bytes take their share of a second.
+                    let bytes = (key.len() + siblings.len()) as u64;
+                    tokio::time::sleep_until(next_write.into()).await;
+                    if let Some(pause) = bytes.saturating_mul(1_000_000).checked_div(rate) {
+                        next_write = next_write.max(Instant::now()) + Duration::from_micros(pause);
+                    }
+                }
+                tokio::spawn(async move {
+                    let event = node.repair_step((after, upto), action, addr).await;
+                    let _ = tx.send(event).await;
+                });
+            }
+            if let Some(outcome) = repair.poll_outcome() {
+                break outcome;
+            }
+            let Some(event) = rx.recv().await else {
+                return error(ErrorKind::Internal, "the repair lost its steps");
+            };
+            match event {
+                RepairEvent::Tree(from, tree) => repair.on_tree(&from, tree),
+                RepairEvent::Scan(from, entries) => repair.on_scan(&from, entries),
+                RepairEvent::Written(to, written) => repair.on_written(&to, written),
+            }
+        };
+        match outcome {
+            RepairOutcome::InSync(stats) | RepairOutcome::Repaired(stats) => Response::Repaired {
+                in_sync_before: stats.leaves_differing == 0,
+                keys: stats.keys,
+                leaves_differing: stats.leaves_differing,
+                keys_sent: stats.keys_sent,
+                bytes_sent: stats.bytes_sent,
+            },
+            RepairOutcome::Failed(why, _) => error(
+                ErrorKind::Unavailable,
+                format!("the range ({after}, {upto}] is not in sync: {why}"),
+            ),
+        }
+    }
+
+    /// Carries out one step of the repair of `range`: on this node (`addr` is `None`) or on
+    /// a replica.
+    async fn repair_step(
+        &self,
+        (after, upto): (u128, u128),
+        action: RepairAction,
+        addr: Option<SocketAddr>,
+    ) -> RepairEvent {
+        match action {
+            RepairAction::Tree { replica, leaves } => {
+                let tree = match addr {
+                    None => self.local_tree(after, upto).await.map(|tree| TreeReply {
+                        root: tree.root(),
+                        leaves: leaves.then(|| tree.leaves.clone()),
+                        keys: tree.keys,
+                    }),
+                    Some(addr) => {
+                        let request = Request::MerkleTree {
+                            after,
+                            upto,
+                            leaves,
+                        };
+                        match self
+                            .transport
+                            .request_with_timeout(addr, &request, REPAIR_STEP_TIMEOUT)
+                            .await
+                        {
+                            Ok(Response::Tree { root, leaves, keys }) => {
+                                tree_reply(&root, &leaves, keys)
+                            }
+                            Ok(Response::Error { message, .. }) => Err(message),
+                            Ok(_) => Err("unexpected reply".to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                };
+                RepairEvent::Tree(replica, tree)
+            }
+            RepairAction::Scan {
+                replica,
+                after,
+                upto,
+            } => {
+                let entries = match addr {
+                    None => self.local_scan(after, upto).await,
+                    Some(addr) => remote_scan(&self.transport, addr, after, upto).await,
+                };
+                RepairEvent::Scan(replica, entries)
+            }
+            RepairAction::Write {
+                replica,
+                key,
+                siblings,
+            } => {
+                let written = match addr {
+                    None => match Siblings::decode(&siblings) {
+                        Ok(incoming) => self
+                            .replica
+                            .merge_write(&key, incoming)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Some(addr) => {
+                        let timeout = REPAIR_STEP_TIMEOUT + size_allowance(siblings.len());
+                        let request = Request::ReplicaWrite {
+                            key: ByteBuf::from(key),
+                            siblings: ByteBuf::from(siblings),
+                        };
+                        match self
+                            .transport
+                            .request_with_timeout(addr, &request, timeout)
+                            .await
+                        {
+                            Ok(Response::Ack) => Ok(()),
+                            Ok(Response::Error { message, .. }) => Err(message),
+                            Ok(_) => Err("unexpected reply".to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                };
+                RepairEvent::Written(replica, written)
+            }
+        }
     }
 
     /// Stores a hint of `key`'s `siblings` for `target` on this node, durably.
