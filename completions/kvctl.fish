@@ -60,6 +60,7 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcom
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l hints-bytes-per-target-max -d 'Most bytes of hints the node holds for one other node; a write that needs one more is refused' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l hint-replay-rate -d 'Bytes a second of hints replayed to one node come back' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l phi-convict-threshold -d 'The failure detector\'s suspicion level at which a node is shown down (phi accrual; higher is slower to convict, lower is quicker but more often wrong)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l aae-interval -d 'How often the node repairs, in the background, the ranges it is the first replica of (Merkle anti-entropy, as `kvctl repair` does); 0s turns it off' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand node; and __fish_seen_subcommand_from start" -s V -l version -d 'Print version'

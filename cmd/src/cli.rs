@@ -131,6 +131,11 @@ pub struct NodeStartArgs {
           default_value_t = kvctl_node::failure_detector::PHI_CONVICT_THRESHOLD_DEFAULT,
           value_parser = parse_phi)]
     pub phi_convict_threshold: f64,
+    /// How often the node repairs, in the background, the ranges it is the first replica of
+    /// (Merkle anti-entropy, as `kvctl repair` does); 0s turns it off.
+    #[arg(long, value_name = "DURATION", env = "KVCTL_AAE_INTERVAL", default_value = "10m",
+          value_parser = humantime::parse_duration)]
+    pub aae_interval: std::time::Duration,
 }
 
 fn parse_phi(s: &str) -> Result<f64, String> {

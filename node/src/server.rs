@@ -73,6 +73,8 @@ pub struct NodeConfig {
     pub hint_replay_bytes_per_sec: u64,
     /// The failure detector's conviction threshold.
     pub phi_convict_threshold: f64,
+    /// How often the node repairs the ranges it is the first replica of; zero: never.
+    pub aae_interval: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +255,9 @@ async fn remote_scan(
     }
     Ok(out)
 }
+
+/// The pace of background anti-entropy's writes, in bytes a second.
+const AAE_BYTES_PER_SEC: u64 = 8 << 20;
 
 /// How often a node looks for hints to replay.
 const HANDOFF_INTERVAL: Duration = Duration::from_secs(1);
@@ -456,6 +461,7 @@ impl Node {
         });
         let gossip = tokio::spawn(node.clone().gossip_loop());
         let handoff = tokio::spawn(node.clone().handoff_loop());
+        let aae = tokio::spawn(node.clone().anti_entropy_loop());
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -497,6 +503,7 @@ impl Node {
         }
         gossip.abort();
         handoff.abort();
+        aae.abort();
         transport.close().await;
         // Joining the writer waits for its last round: not on a runtime thread.
         let replica = node.replica.clone();
@@ -1008,6 +1015,52 @@ impl Node {
                 ErrorKind::Unavailable,
                 format!("{e} (the write is stored on the replicas that answered)"),
             ),
+        }
+    }
+
+    /// Background anti-entropy: every `aae_interval`, repairs each range this node is the
+    /// first replica of, one at a time, at [`AAE_BYTES_PER_SEC`].
+    async fn anti_entropy_loop(self: Arc<Self>) {
+        let every = self.config.aae_interval;
+        if every.is_zero() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(every).await;
+            let ranges: Vec<(u128, u128)> = {
+                let ring = self.membership.lock().ring();
+                ring.token_ranges()
+                    .into_iter()
+                    .filter(|r| ring.owner(r.1) == Some(&self.config.id))
+                    .collect()
+            };
+            let (mut repaired, mut sent, mut failed) = (0, 0, Vec::new());
+            for (after, upto) in &ranges {
+                match self.repair_range(*after, *upto, AAE_BYTES_PER_SEC).await {
+                    Response::Repaired {
+                        in_sync_before,
+                        keys_sent,
+                        ..
+                    } => {
+                        repaired += u64::from(!in_sync_before);
+                        sent += keys_sent;
+                    }
+                    Response::Error { message, .. } => failed.push(message),
+                    _ => {}
+                }
+            }
+            if repaired > 0 || !failed.is_empty() {
+                eprintln!(
+                    "anti-entropy: {} ranges compared, {repaired} repaired ({sent} keys sent), \
+                     {} not in sync{}",
+                    ranges.len(),
+                    failed.len(),
+                    failed
+                        .first()
+                        .map(|f| format!(" ({f})"))
+                        .unwrap_or_default()
+                );
+            }
         }
     }
 

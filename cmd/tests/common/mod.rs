@@ -9,6 +9,8 @@ pub struct Cluster {
     pub home: tempfile::TempDir,
     pub base_port: u16,
     pub nodes: usize,
+    /// Environment for every kvctl run (so nodes restarted by `cluster up` get it too).
+    pub env: Vec<(String, String)>,
 }
 
 pub fn kvctl() -> Command {
@@ -30,6 +32,10 @@ impl Cluster {
             home,
             base_port,
             nodes,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         let out = kvctl()
             .arg("--home")
@@ -104,6 +110,7 @@ impl Cluster {
             .arg("--home")
             .arg(self.home.path())
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .output()
             .expect("run kvctl")
@@ -115,6 +122,7 @@ impl Cluster {
             .arg("--home")
             .arg(self.home.path())
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
