@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
 
@@ -55,7 +55,13 @@ pub struct Client {
     transport: Transport,
     nodes: Vec<SocketAddr>,
     next: AtomicUsize,
+    /// Nodes that failed a request lately, and when: tried after the others for
+    /// [`FAILED_NODE_BACKOFF`], so a dead node does not cost every request its timeout.
+    failed: parking_lot::Mutex<std::collections::HashMap<SocketAddr, Instant>>,
 }
+
+/// How long a node that failed a request is tried only after the others.
+pub const FAILED_NODE_BACKOFF: Duration = Duration::from_secs(5);
 
 impl Client {
     pub fn new(identity: &Identity, nodes: Vec<SocketAddr>) -> Result<Client, ClientError> {
@@ -63,6 +69,7 @@ impl Client {
             transport: Transport::client(identity)?.with_timeout(CLIENT_TIMEOUT),
             nodes,
             next: AtomicUsize::new(0),
+            failed: parking_lot::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -114,16 +121,30 @@ impl Client {
             ));
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut order: Vec<SocketAddr> = (0..self.nodes.len())
+            .map(|i| self.nodes[(start + i) % self.nodes.len()])
+            .collect();
+        {
+            // Nodes that failed lately go last (the sort is stable: rotation breaks ties).
+            let mut failed = self.failed.lock();
+            failed.retain(|_, at| at.elapsed() < FAILED_NODE_BACKOFF);
+            order.sort_by_key(|addr| failed.contains_key(addr));
+        }
         let mut failures = Vec::new();
-        for i in 0..self.nodes.len() {
-            let addr = self.nodes[(start + i) % self.nodes.len()];
+        for addr in order {
             match self
                 .transport
                 .request_with_timeout(addr, request, timeout)
                 .await
             {
-                Ok(response) => return Ok((addr, response)),
-                Err(e) => failures.push(e.to_string()),
+                Ok(response) => {
+                    self.failed.lock().remove(&addr);
+                    return Ok((addr, response));
+                }
+                Err(e) => {
+                    self.failed.lock().insert(addr, Instant::now());
+                    failures.push(e.to_string());
+                }
             }
         }
         Err(ClientError::NoNode(if failures.is_empty() {

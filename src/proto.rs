@@ -156,6 +156,13 @@ pub enum Request {
         upto: u128,
         leaves: bool,
     },
+    /// Node to node: a repair that started at `since_ms` (wall clock) brought the token range
+    /// (after, upto] in sync on every replica (what tombstone removal waits for).
+    RangeSynced {
+        after: u128,
+        upto: u128,
+        since_ms: u64,
+    },
     /// Repair the token range (after, upto] across its replicas, coordinated by the receiving
     /// node (one of them), sending at most `rate_bytes_per_sec` (0: unthrottled).
     Repair {
@@ -268,7 +275,10 @@ pub trait Message: Serialize {
 impl Message for Request {
     fn since(&self) -> u16 {
         match self {
-            Request::ReplicaScan { .. } | Request::MerkleTree { .. } | Request::Repair { .. } => 2,
+            Request::ReplicaScan { .. }
+            | Request::MerkleTree { .. }
+            | Request::Repair { .. }
+            | Request::RangeSynced { .. } => 2,
             _ => 1,
         }
     }
@@ -355,6 +365,7 @@ const REQUEST_NAMES: &[&str] = &[
     "ReplicaScan",
     "MerkleTree",
     "Repair",
+    "RangeSynced",
 ];
 
 fn decode_envelope<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Envelope<T>, ProtoError> {

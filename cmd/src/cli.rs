@@ -136,6 +136,11 @@ pub struct NodeStartArgs {
     #[arg(long, value_name = "DURATION", env = "KVCTL_AAE_INTERVAL", default_value = "10m",
           value_parser = humantime::parse_duration)]
     pub aae_interval: std::time::Duration,
+    /// How long a delete's tombstone is kept at least (humantime, e.g. 10days, 1h, 5s); it is
+    /// removed only after that and after a repair covering its range completed.
+    #[arg(long, value_name = "DURATION", env = "KVCTL_TOMBSTONE_GRACE", default_value = "10days",
+          value_parser = humantime::parse_duration)]
+    pub tombstone_grace: std::time::Duration,
 }
 
 fn parse_phi(s: &str) -> Result<f64, String> {

@@ -250,6 +250,7 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         hint_replay_bytes_per_sec: args.hint_replay_rate as u64,
         phi_convict_threshold: args.phi_convict_threshold,
         aae_interval: args.aae_interval,
+        tombstone_grace: args.tombstone_grace,
     };
     let result = Node::run(config, &identity, engine, lease, shutdown_signal()).await;
     let _ = fs::remove_file(&pid_path);

@@ -64,6 +64,32 @@ pub fn meta_key(name: &str) -> Vec<u8> {
     out
 }
 
+const SYNCED: &str = "synced/";
+
+/// The metadata entry saying since when the token range (after, upto] is known in sync on
+/// every replica (a repair covering it completed; see the node's tombstone removal).
+pub fn synced_key(after: Token, upto: Token) -> Vec<u8> {
+    meta_key(&format!("{SYNCED}{after:032x}/{upto:032x}"))
+}
+
+/// The range of a [`synced_key`], or `None` if the key is not one.
+pub fn parse_synced_key(engine_key: &[u8]) -> Option<(Token, Token)> {
+    let name = std::str::from_utf8(engine_key.strip_prefix(&[META])?).ok()?;
+    let (after, upto) = name.strip_prefix(SYNCED)?.split_once('/')?;
+    Some((
+        Token::from_str_radix(after, 16).ok()?,
+        Token::from_str_radix(upto, 16).ok()?,
+    ))
+}
+
+/// Every [`synced_key`].
+pub fn synced_range() -> KeyRange {
+    let start = meta_key(SYNCED);
+    let mut end = start.clone();
+    *end.last_mut().expect("a non-empty prefix") += 1;
+    (Bound::Included(start), Bound::Excluded(end))
+}
+
 /// The whole hints namespace (for hinted handoff).
 pub fn hints_range() -> KeyRange {
     (
@@ -222,5 +248,9 @@ mod tests {
             assert!(!in_range(&range, &hint_key(other, 5, 0)), "{other}");
         }
         assert!(!in_range(&hints_range(), &data_key(b"k")));
+        let synced = synced_key(7, Token::MAX);
+        assert_eq!(parse_synced_key(&synced), Some((7, Token::MAX)));
+        assert!(in_range(&synced_range(), &synced) && !in_range(&synced_range(), FORMAT_KEY));
+        assert_eq!(parse_synced_key(FORMAT_KEY), None);
     }
 }

@@ -26,6 +26,9 @@ use crate::replica::STORED_VERSIONS_BYTES_MAX;
 /// A replica's keys of a token range with their stored (encoded) versions.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Most adjacent differing leaves scanned together.
+pub const LEAVES_PER_SCAN: usize = 16;
+
 /// What a repair asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RepairAction {
@@ -228,11 +231,23 @@ impl RangeRepair {
         }
     }
 
+    /// Scans the next run of differing leaves: up to [`LEAVES_PER_SCAN`] adjacent ones in one
+    /// bulk transfer per replica (when most of a range differs, a scan per leaf would cost a
+    /// round trip per leaf).
     fn next_leaf(&mut self) {
-        while let Some(leaf) = self.differing.pop_front() {
-            let Some((after, upto)) = merkle::leaf_range(self.after, self.upto, leaf) else {
+        while let Some(first) = self.differing.pop_front() {
+            let Some((after, mut upto)) = merkle::leaf_range(self.after, self.upto, first) else {
                 continue;
             };
+            let mut last = first;
+            while self.differing.front() == Some(&(last + 1)) && last + 1 - first < LEAVES_PER_SCAN
+            {
+                last += 1;
+                self.differing.pop_front();
+                if let Some((_, end)) = merkle::leaf_range(self.after, self.upto, last) {
+                    upto = end;
+                }
+            }
             self.phase = Phase::Scanning;
             self.scans.clear();
             for r in &self.replicas {

@@ -104,6 +104,12 @@ enum Job {
         make: Make,
         prepared: oneshot::Sender<Result<Prepared, ReplicaError>>,
     },
+    /// Delete the key if its stored versions are still exactly `expected` (a tombstone past
+    /// its grace period: a write since then keeps it).
+    Purge {
+        expected: Vec<u8>,
+        done: oneshot::Sender<Result<bool, ReplicaError>>,
+    },
     /// Put (or, with `None`, delete) an engine key outside the data namespace (a hint): the
     /// queued key is the engine key itself.
     Raw {
@@ -328,6 +334,14 @@ impl Replica {
         durable.await.map_err(|_| ReplicaError::Closed)?
     }
 
+    /// Deletes `key` if what it stores is still `expected` (encoded siblings), durably;
+    /// whether it did.
+    pub async fn purge(&self, key: &[u8], expected: Vec<u8>) -> Result<bool, ReplicaError> {
+        let (done, purged) = oneshot::channel();
+        self.submit(key, Job::Purge { expected, done }, 0).await?;
+        purged.await.map_err(|_| ReplicaError::Closed)?
+    }
+
     /// Stops taking writes and waits for the writer to finish the writes already taken.
     pub fn close(&self) {
         self.jobs.lock().take();
@@ -357,6 +371,7 @@ const VERSION_OVERHEAD_BYTES: usize = 256;
 enum Done {
     Merge(oneshot::Sender<Result<Siblings, ReplicaError>>, Siblings),
     Update(oneshot::Sender<Result<(), ReplicaError>>),
+    Purge(oneshot::Sender<Result<bool, ReplicaError>>),
 }
 
 impl Done {
@@ -366,6 +381,8 @@ impl Done {
             (Done::Update(durable), Ok(())) => drop(durable.send(Ok(()))),
             (Done::Merge(reply, _), Err(e)) => drop(reply.send(Err(e.clone()))),
             (Done::Update(durable), Err(e)) => drop(durable.send(Err(e.clone()))),
+            (Done::Purge(done), Ok(())) => drop(done.send(Ok(true))),
+            (Done::Purge(done), Err(e)) => drop(done.send(Err(e.clone()))),
         }
     }
 }
@@ -384,7 +401,8 @@ fn write_rounds(
             std::thread::sleep(wait);
         }
         // This round's state of every key it wrote, and what waits for the round's fsync.
-        let mut round: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        // (`None`: the key is deleted, a purged tombstone.)
+        let mut round: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         // Engine keys outside the data namespace, in the order they came.
         let mut raw = Vec::new();
         let mut waiting = Vec::new();
@@ -405,8 +423,28 @@ fn write_rounds(
                 }
                 continue;
             }
+            if let Job::Purge { expected, done } = job {
+                let current = match round.get(&key) {
+                    Some(v) => Ok(v.clone()),
+                    None => engine.get(&data_key(&key)).map_err(ReplicaError::from),
+                };
+                match current {
+                    Ok(Some(stored)) if stored == expected => {
+                        bytes += DATA_PREFIX_BYTES + key.len() + 9;
+                        round.insert(key, None);
+                        waiting.push(Done::Purge(done));
+                    }
+                    Ok(_) => drop(done.send(Ok(false))),
+                    Err(e) => drop(done.send(Err(e))),
+                }
+                if bytes < ROUND_BYTES_MAX && taken < ROUND_WRITES_MAX {
+                    next = jobs.try_recv().ok();
+                }
+                continue;
+            }
             let stored = match round.get(&key) {
-                Some(encoded) => Siblings::decode(encoded).map_err(ReplicaError::from),
+                Some(Some(encoded)) => Siblings::decode(encoded).map_err(ReplicaError::from),
+                Some(None) => Ok(Siblings::default()),
                 None => read(engine, &key),
             };
             let outcome = match stored {
@@ -420,7 +458,7 @@ fn write_rounds(
                 // Counted as the batch will count it (key, value and framing), so a round
                 // never outgrows `batch_bytes_max`.
                 bytes += DATA_PREFIX_BYTES + key.len() + encoded.len() + 9;
-                round.insert(key, encoded);
+                round.insert(key, Some(encoded));
                 waiting.push(done);
             }
             // Failed jobs count too: a stream of them must not hold the round's fsync back.
@@ -433,7 +471,10 @@ fn write_rounds(
         }
         let mut batch = WriteBatch::new();
         for (key, encoded) in round {
-            batch.put(data_key(&key), encoded);
+            match encoded {
+                Some(encoded) => batch.put(data_key(&key), encoded),
+                None => batch.delete(data_key(&key)),
+            };
         }
         for (engine_key, value) in raw {
             match value {
@@ -454,6 +495,7 @@ fn fail(job: Job, e: ReplicaError) {
         Job::Merge { reply, .. } => drop(reply.send(Err(e))),
         Job::Update { prepared, .. } => drop(prepared.send(Err(e))),
         Job::Raw { done, .. } => drop(done.send(Err(e))),
+        Job::Purge { done, .. } => drop(done.send(Err(e))),
     }
 }
 
@@ -528,6 +570,10 @@ fn apply(
         }
         // Taken by the round before it reads anything (see `write_rounds`).
         Job::Raw { done, .. } => {
+            let _ = done.send(Err(ReplicaError::Closed));
+            Err(())
+        }
+        Job::Purge { done, .. } => {
             let _ = done.send(Err(ReplicaError::Closed));
             Err(())
         }

@@ -1,7 +1,7 @@
 //! The node: serves requests over QUIC, coordinates reads and writes for any key, stores its
 //! replicas, and gossips membership.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -29,6 +29,7 @@ use crate::coordinator::{
 };
 use crate::handoff::{self, HintRef, Replay, ReplayAction, ReplayStats};
 use crate::hints::{Hint, HintLimits, Hints};
+use crate::keyspace::{parse_synced_key, synced_key, synced_range};
 use crate::lease::DotLease;
 use crate::membership::Membership;
 use crate::merkle::{self, RangeTree};
@@ -75,6 +76,8 @@ pub struct NodeConfig {
     pub phi_convict_threshold: f64,
     /// How often the node repairs the ranges it is the first replica of; zero: never.
     pub aae_interval: Duration,
+    /// How long a tombstone is kept at least (and until a repair covering it completed).
+    pub tombstone_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +160,8 @@ pub struct Node {
     bulk: Arc<tokio::sync::Semaphore>,
     /// Hints this node holds for others.
     hints: Arc<Hints>,
+    /// Token ranges known in sync on every replica, and since when (wall clock, ms).
+    synced: Mutex<BTreeMap<(u128, u128), u64>>,
 }
 
 /// Sends a hint's write to the node it is for: acknowledged once durable there. A write the
@@ -437,11 +442,20 @@ impl Node {
         let actor = lease.actor(&config.id);
         let engine = Arc::new(engine);
         let hints = Arc::new(Hints::open(engine.clone(), config.hints)?);
+        let mut synced = BTreeMap::new();
+        for entry in engine.scan(synced_range())? {
+            let (k, v) = entry?;
+            let since = std::str::from_utf8(&v).ok().and_then(|t| t.parse().ok());
+            if let (Some(range), Some(since)) = (parse_synced_key(&k), since) {
+                synced.insert(range, since);
+            }
+        }
         let mut membership = Membership::new(me, config.seeds.clone());
         membership.set_phi_convict_threshold(config.phi_convict_threshold);
         let node = Arc::new(Node {
             membership: Mutex::new(membership),
             hints,
+            synced: Mutex::new(synced),
             replica: Arc::new(Replica::new(
                 engine.clone(),
                 lease,
@@ -462,6 +476,7 @@ impl Node {
         let gossip = tokio::spawn(node.clone().gossip_loop());
         let handoff = tokio::spawn(node.clone().handoff_loop());
         let aae = tokio::spawn(node.clone().anti_entropy_loop());
+        let sweeper = tokio::spawn(node.clone().tombstone_loop());
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -504,6 +519,7 @@ impl Node {
         gossip.abort();
         handoff.abort();
         aae.abort();
+        sweeper.abort();
         transport.close().await;
         // Joining the writer waits for its last round: not on a runtime thread.
         let replica = node.replica.clone();
@@ -574,6 +590,7 @@ impl Node {
                 | Request::Gossip { .. }
                 | Request::ReplicaScan { .. }
                 | Request::MerkleTree { .. }
+                | Request::RangeSynced { .. }
         ) || matches!(
             request,
             Request::Put {
@@ -643,6 +660,14 @@ impl Node {
                 upto,
                 rate_bytes_per_sec,
             } => self.repair_range(after, upto, rate_bytes_per_sec).await,
+            Request::RangeSynced {
+                after,
+                upto,
+                since_ms,
+            } => match self.record_synced(after, upto, since_ms).await {
+                Ok(()) => Response::Ack,
+                Err(e) => error(ErrorKind::Internal, e),
+            },
         };
         response.into()
     }
@@ -1018,6 +1043,76 @@ impl Node {
         }
     }
 
+    /// Records, durably, that (after, upto] was in sync on every replica as of `since_ms`.
+    async fn record_synced(&self, after: u128, upto: u128, since_ms: u64) -> Result<(), String> {
+        let newer = self
+            .synced
+            .lock()
+            .get(&(after, upto))
+            .is_none_or(|s| *s < since_ms);
+        if !newer {
+            return Ok(());
+        }
+        self.replica
+            .raw_write(
+                synced_key(after, upto),
+                Some(since_ms.to_string().into_bytes()),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut synced = self.synced.lock();
+        let entry = synced.entry((after, upto)).or_default();
+        *entry = (*entry).max(since_ms);
+        Ok(())
+    }
+
+    /// Tombstone removal: every half grace period (1 s to 10 min), deletes the keys whose
+    /// versions are all tombstones older than the grace period *and* than the last repair
+    /// that brought their range in sync (less a margin for clocks: the grace, at most a
+    /// minute). Before that repair, a replica that missed the delete could bring the value
+    /// back; after it, every replica has the tombstone or has purged it.
+    async fn tombstone_loop(self: Arc<Self>) {
+        let grace = self.config.tombstone_grace;
+        let every = (grace / 2).clamp(Duration::from_secs(1), Duration::from_secs(600));
+        let margin = grace.min(Duration::from_secs(60)).as_millis() as u64;
+        loop {
+            tokio::time::sleep(every).await;
+            let now = wall_ms();
+            let ranges: Vec<((u128, u128), u64)> =
+                self.synced.lock().iter().map(|(r, s)| (*r, *s)).collect();
+            let mut purged = 0;
+            for ((after, upto), since) in ranges {
+                let cutoff = now
+                    .saturating_sub(grace.as_millis() as u64)
+                    .min(since.saturating_sub(margin));
+                let replica = self.replica.clone();
+                let old = tokio::task::spawn_blocking(move || {
+                    let mut old = Vec::new();
+                    for (key, bytes) in replica.scan(after, upto).flatten() {
+                        let Ok(siblings) = Siblings::decode(&bytes) else {
+                            continue;
+                        };
+                        let newest = siblings.versions.iter().map(|v| v.timestamp_ms).max();
+                        if siblings.is_deleted() && newest.is_some_and(|t| t < cutoff) {
+                            old.push((key, bytes));
+                        }
+                    }
+                    old
+                })
+                .await
+                .unwrap_or_default();
+                for (key, bytes) in old {
+                    if let Ok(true) = self.replica.purge(&key, bytes).await {
+                        purged += 1;
+                    }
+                }
+            }
+            if purged > 0 {
+                eprintln!("removed {purged} tombstone(s) past the grace period in repaired ranges");
+            }
+        }
+    }
+
     /// Background anti-entropy: every `aae_interval`, repairs each range this node is the
     /// first replica of, one at a time, at [`AAE_BYTES_PER_SEC`].
     async fn anti_entropy_loop(self: Arc<Self>) {
@@ -1289,6 +1384,8 @@ impl Node {
                 format!("cannot repair ({after}, {upto}]: its replica {down} is down"),
             );
         }
+        let started_ms = wall_ms();
+        let replicas = ids.clone();
         let mut repair = RangeRepair::new(after, upto, ids);
         let (tx, mut rx) = mpsc::channel(64);
         let mut next_write = Instant::now();
@@ -1329,6 +1426,39 @@ impl Node {
                 RepairEvent::Written(to, written) => repair.on_written(&to, written),
             }
         };
+        if matches!(
+            outcome,
+            RepairOutcome::InSync(_) | RepairOutcome::Repaired(_)
+        ) {
+            // Every tombstone older than the repair's start is on every replica now.
+            for id in &replicas {
+                let told = match addrs.get(id).copied().flatten() {
+                    _ if *id == self.config.id => self.record_synced(after, upto, started_ms).await,
+                    Some(addr) => {
+                        let request = Request::RangeSynced {
+                            after,
+                            upto,
+                            since_ms: started_ms,
+                        };
+                        match self
+                            .transport
+                            .request_with_timeout(addr, &request, REPAIR_STEP_TIMEOUT)
+                            .await
+                        {
+                            Ok(Response::Ack) => Ok(()),
+                            Ok(other) => Err(format!("{other:?}")),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                    None => Err("down".to_string()),
+                };
+                if let Err(e) = told {
+                    self.complaints.lock().log(&format!(
+                        "to tell {id} that ({after}, {upto}] is in sync: {e}"
+                    ));
+                }
+            }
+        }
         match outcome {
             RepairOutcome::InSync(stats) | RepairOutcome::Repaired(stats) => Response::Repaired {
                 in_sync_before: stats.leaves_differing == 0,
