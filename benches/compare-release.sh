@@ -3,7 +3,8 @@
 # turns (old, new, old, new, ...) so the machine's drift hits both alike, and prints each
 # run's throughput, p99 and the CPU time its nodes spent per operation (load included; work
 # done, so steadier than throughput on a noisy machine) as JSON lines, then the medians side
-# by side. OPERATIONS sets the operations per run (default 100000).
+# by side. OPERATIONS sets the operations per run (default 100000); BENCH_ARGS adds flags to
+# `kvctl bench` (e.g. "--key-order hashed", which only this release's bench has).
 #
 #   benches/compare-release.sh OLD_KVCTL NEW_KVCTL [ROUNDS]
 #
@@ -14,6 +15,7 @@
 #   git worktree add /tmp/prev <commit> && (cd /tmp/prev && cargo build --release -p kvctl-cmd)
 set -euo pipefail
 old=$1 new=$2 rounds=${3:-3} client=${BENCH_CLIENT:-} operations=${OPERATIONS:-100000}
+extra=${BENCH_ARGS:-}
 work=$(mktemp -d)
 trap 'for h in "$work"/*/; do KVCTL_HOME=$h "$old" cluster down >/dev/null 2>&1 || true; done; rm -rf "$work"' EXIT
 results=$work/results.jsonl
@@ -28,7 +30,7 @@ run() { # name binary workload round
   KVCTL_HOME=$home "$2" cluster up --detach --base-port 7801 >/dev/null
   local before
   before=$(node_cpu "$home")
-  KVCTL_HOME=$home "${client:-$2}" bench --workload "$3" --operations "$operations" --output json \
+  KVCTL_HOME=$home "${client:-$2}" bench --workload "$3" --operations "$operations" $extra --output json \
     >"$work/out.json"
   local cpu=$(( $(node_cpu "$home") - before ))
   python3 -c "import json; r=json.load(open('$work/out.json')); print(json.dumps({'build': '$1', 'workload': '$3', 'round': $4, 'ops_per_sec': round(r['ops_per_sec']), 'errors': r['errors'], 'node_cpu_us_per_op': round($cpu * 1e6 / $tick / (r['records'] + $operations)), 'p99_ms': {l['operation']: l['p99_ms'] for l in r['latency']}}))" \

@@ -194,7 +194,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__bench)
-            opts="-h -V --workload --records --operations --value-size --concurrency --consistency --seed --dir --output --home --help --version"
+            opts="-h -V --workload --records --operations --value-size --concurrency --consistency --seed --key-order --dir --output --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -226,6 +226,10 @@ _kvctl() {
                     ;;
                 --seed)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --key-order)
+                    COMPREPLY=($(compgen -W "ordered hashed" -- "${cur}"))
                     return 0
                     ;;
                 --dir)

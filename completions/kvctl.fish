@@ -78,7 +78,7 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_sub
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l base-port -d 'First UDP port; node i listens on base-port + i - 1' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l replication -d 'Replicas per key (N), for a new cluster' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l node -d 'Start only these nodes of an existing cluster (comma-separated ids; default: every node not running), and wait only for the nodes running' -r
-complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l max-hint-window -d 'Passed on to every node started (see `kvctl node start --max-hint-window`)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l max-hint-window -d 'Passed on to every node started (see `kvctl node start --max-hint-window`; default 3h)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -l detach -d 'Return once the cluster is up, leaving the nodes running'
 complete -c kvctl -n "__fish_kvctl_using_subcommand cluster; and __fish_seen_subcommand_from up" -s h -l help -d 'Print help'
@@ -152,6 +152,8 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l value-size -d 'Val
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l concurrency -d 'Requests in flight (for --workload fsync: writers, each with its own file; 3 is what the nodes of a local cluster do)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l consistency -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l seed -d 'Seed of the key choice' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l key-order -d 'Record keys in number order (user000000000042) or hashed (YCSB\'s default)' -r -f -a "ordered\t''
+hashed\t''"
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l dir -d 'Directory on the disk to check, for --workload fsync (default: the home directory)' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l output -r -f -a "table\t''
 json\t''"

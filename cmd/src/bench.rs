@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kvctl::client::Client;
 use rand::{Rng, SeedableRng};
 
-use crate::cli::{BenchArgs, Output, Workload};
+use crate::cli::{BenchArgs, KeyOrder, Output, Workload};
 use crate::output;
 
 /// YCSB's zipfian generator over `0..n` (Gray et al., "Quickly generating billion-record
@@ -59,8 +59,22 @@ impl Zipfian {
     }
 }
 
-fn key(i: u64) -> String {
-    format!("user{i:012}")
+/// Record `i`'s key: `user` and its number (`ordered`: the zipfian's hot records sit side by
+/// side in key order), or `user` and the FNV-1a hash of its number (`hashed`, YCSB's default insert
+/// order: hot records spread over the key space, as real keys mostly are).
+fn key(i: u64, order: KeyOrder) -> String {
+    match order {
+        KeyOrder::Ordered => format!("user{i:012}"),
+        KeyOrder::Hashed => {
+            let h = i
+                .to_le_bytes()
+                .iter()
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                    (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
+                });
+            format!("user{h:016x}")
+        }
+    }
 }
 
 pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
@@ -99,6 +113,7 @@ pub async fn run(home: &Path, args: BenchArgs) -> anyhow::Result<()> {
     let client = Arc::new(Client::from_home(home)?);
     let value = vec![b'v'; args.value_size];
     let level = args.consistency;
+    let order = args.key_order;
 
     // Load.
     let load = bar(args.records, "load");
@@ -115,7 +130,14 @@ pub async fn run(home: &Path, args: BenchArgs) -> anyhow::Result<()> {
                     return Ok::<_, anyhow::Error>(());
                 }
                 client
-                    .put(key(i).as_bytes(), Some(&value), None, level, false, None)
+                    .put(
+                        key(i, order).as_bytes(),
+                        Some(&value),
+                        None,
+                        level,
+                        false,
+                        None,
+                    )
                     .await?;
                 load.inc(1);
             }
@@ -154,7 +176,7 @@ pub async fn run(home: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 errors: 0,
             };
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < operations {
-                let k = key(zipf.next(&mut rng));
+                let k = key(zipf.next(&mut rng), order);
                 let read = rng.random_range(0..100) < read_percent;
                 let began = Instant::now();
                 let ok = if read {
@@ -245,6 +267,7 @@ fn report(
             "operations": total,
             "errors": errors,
             "value_size": args.value_size,
+            "key_order": format!("{:?}", args.key_order).to_lowercase(),
             "concurrency": args.concurrency,
             "consistency": args.consistency.to_string(),
             "seconds": elapsed.as_secs_f64(),

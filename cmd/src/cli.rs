@@ -199,10 +199,10 @@ pub struct ClusterUpArgs {
     /// node not running), and wait only for the nodes running.
     #[arg(long = "node", value_name = "ID,...", value_delimiter = ',')]
     pub node: Vec<String>,
-    /// Passed on to every node started (see `kvctl node start --max-hint-window`).
-    #[arg(long, value_name = "DURATION", default_value = "3h",
-          value_parser = humantime::parse_duration)]
-    pub max_hint_window: std::time::Duration,
+    /// Passed on to every node started (see `kvctl node start --max-hint-window`; default
+    /// 3h).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub max_hint_window: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -323,6 +323,12 @@ pub enum Workload {
     Fsync,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyOrder {
+    Ordered,
+    Hashed,
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Workload::A)]
@@ -345,6 +351,9 @@ pub struct BenchArgs {
     /// Seed of the key choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Record keys in number order (user000000000042) or hashed (YCSB's default).
+    #[arg(long, value_enum, default_value_t = KeyOrder::Ordered)]
+    pub key_order: KeyOrder,
     /// Directory on the disk to check, for --workload fsync (default: the home directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,

@@ -129,9 +129,11 @@ fn start_node(
         // The nodes share this machine's cores.
         "--threads".into(),
         threads_per_node(cluster.nodes.len()).to_string(),
-        "--max-hint-window".into(),
-        humantime::format_duration(up.max_hint_window).to_string(),
     ];
+    if let Some(window) = up.max_hint_window {
+        args.push("--max-hint-window".into());
+        args.push(humantime::format_duration(window).to_string());
+    }
     if !seeds.is_empty() {
         args.push("--seeds".into());
         args.push(seeds.join(","));

@@ -224,6 +224,15 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         tokens.len(),
         dir.join("data").display()
     );
+    if args.tombstone_grace < args.max_hint_window {
+        bail!(
+            "--tombstone-grace ({}) is shorter than --max-hint-window ({}): a hint made before \
+             a delete could be delivered after its tombstone is gone and bring the value back; \
+             make the grace at least the hint window",
+            humantime::format_duration(args.tombstone_grace),
+            humantime::format_duration(args.max_hint_window)
+        );
+    }
     let config = NodeConfig {
         id: id.clone(),
         listen: args.listen,

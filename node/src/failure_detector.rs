@@ -27,6 +27,9 @@ pub const WINDOW: usize = 100;
 pub const MIN_STD_DEVIATION_MS: f64 = 250.0;
 /// Added to the mean interval: a pause this long convicts no one.
 pub const ACCEPTABLE_PAUSE_MS: f64 = 1_000.0;
+/// Longer intervals are not learned (Cassandra's `MAX_INTERVAL`): a partition or a pause
+/// would otherwise widen the model so much that a crash soon after took minutes to convict.
+pub const MAX_INTERVAL_MS: u64 = 5_000;
 
 /// One member's heartbeat arrivals.
 #[derive(Debug, Clone)]
@@ -62,7 +65,7 @@ impl ArrivalWindow {
         self.heard = true;
         let interval = now_ms.saturating_sub(self.last_ms);
         self.last_ms = self.last_ms.max(now_ms);
-        if interval > 0 {
+        if interval > 0 && interval <= MAX_INTERVAL_MS {
             self.push(interval);
         }
     }
@@ -192,6 +195,21 @@ mod tests {
         }
         assert_eq!(w.intervals.len(), WINDOW);
         assert!((w.mean_ms() - 300.0).abs() < 1e-9, "{}", w.mean_ms());
+    }
+
+    /// A member heard again after a long silence is convicted as quickly as before when it
+    /// goes silent again: the long gap is not learned.
+    #[test]
+    fn a_long_gap_is_not_learned() {
+        let (mut w, last) = fed(500, 100, 30_000);
+        let before = convicted_at(&w, last) - last;
+        w.heartbeat(last + 600_000);
+        for i in 1..=5 {
+            w.heartbeat(last + 600_000 + i * 500);
+        }
+        let t = last + 602_500;
+        let after = convicted_at(&w, t) - t;
+        assert!(after <= before + 200, "{after} ms now, {before} ms before");
     }
 
     /// A new member has only the expected interval to go on: it is up at once and convicted

@@ -198,6 +198,21 @@ fn request_bytes(request: &Request) -> usize {
     }
 }
 
+/// Hint deletions in flight: each says whether it succeeded.
+type Deletes = tokio::task::JoinSet<Result<(), String>>;
+
+/// Waits for every deletion in `deletes`; the first failure, if any.
+async fn settle_deletes(deletes: &mut Deletes) -> Result<(), String> {
+    let mut first = Ok(());
+    while let Some(done) = deletes.join_next().await {
+        let done = done.map_err(|e| e.to_string()).and_then(|r| r);
+        if first.is_ok() {
+            first = done;
+        }
+    }
+    first
+}
+
 /// What a repair's driver hears back.
 enum RepairEvent {
     Tree(String, Result<TreeReply, String>),
@@ -1203,16 +1218,19 @@ impl Node {
         let mut replay = Replay::new(rate, window_ms, wall_ms());
         let mut contents: HashMap<Vec<u8>, Hint> = HashMap::new();
         let (tx, mut rx) = mpsc::channel(handoff::IN_FLIGHT_MAX);
-        let mut deletes = tokio::task::JoinSet::new();
+        let mut deletes = Deletes::new();
         let mut last_batch = false;
+        // This replay takes the hints made before it started: a target that keeps missing
+        // writes must not keep one replay going (and the other targets waiting) for ever.
+        let started = wall_ms();
         loop {
             if replay.wants_more() && last_batch {
-                while deletes.join_next().await.is_some() {}
+                settle_deletes(&mut deletes).await?;
                 return Ok(replay.stats().clone());
             }
             if replay.wants_more() {
                 // Deleted hints must be gone before the next listing, or they would go again.
-                while deletes.join_next().await.is_some() {}
+                settle_deletes(&mut deletes).await?;
                 let (hints, t) = (self.hints.clone(), target.to_string());
                 let listed =
                     tokio::task::spawn_blocking(move || hints.oldest(&t, HINTS_LISTED_BYTES))
@@ -1227,7 +1245,8 @@ impl Node {
                 for (hint, content) in listed {
                     // While the target is down, only hints past the window go (expired); a
                     // target's hints are oldest first, so the rest wait too.
-                    if addr.is_none() && now.saturating_sub(hint.created_ms) < window_ms {
+                    let live = now.saturating_sub(hint.created_ms) < window_ms;
+                    if (addr.is_none() && live) || hint.created_ms > started {
                         last_batch = true;
                         break;
                     }
@@ -1264,7 +1283,7 @@ impl Node {
                 }
             }
             if let Some(failure) = replay.failure() {
-                while deletes.join_next().await.is_some() {}
+                settle_deletes(&mut deletes).await?;
                 return Err(failure.to_string());
             }
             if replay.wants_more() {
@@ -1281,13 +1300,16 @@ impl Node {
     }
 
     /// Deletes a hint durably (as a task in `deletes`), and forgets it once it is gone.
-    fn delete_hint(&self, deletes: &mut tokio::task::JoinSet<()>, target: &str, hint: HintRef) {
+    fn delete_hint(&self, deletes: &mut Deletes, target: &str, hint: HintRef) {
         let (replica, hints, target) =
             (self.replica.clone(), self.hints.clone(), target.to_string());
         deletes.spawn(async move {
-            if replica.raw_write(hint.id, None).await.is_ok() {
-                hints.forget(&target, hint.bytes);
-            }
+            replica
+                .raw_write(hint.id, None)
+                .await
+                .map_err(|e| format!("deleting a delivered hint failed: {e}"))?;
+            hints.forget(&target, hint.bytes);
+            Ok(())
         });
     }
 
@@ -1353,7 +1375,7 @@ impl Node {
     /// Repairs (after, upto] across its replicas, as a [`RangeRepair`] directs: trees, scans
     /// of the differing leaves, and writes of the merges, paced to `rate_bytes_per_sec`.
     async fn repair_range(self: &Arc<Self>, after: u128, upto: u128, rate: u64) -> Response {
-        let (ids, addrs) = {
+        let (ring, ids, addrs) = {
             let membership = self.membership.lock();
             let ring = membership.ring();
             let ids = ring.preference_list_for_token(upto, self.config.replication);
@@ -1365,8 +1387,19 @@ impl Node {
                     (id.clone(), membership.addr_of(id).filter(|_| up))
                 })
                 .collect();
-            (ids, addrs)
+            (ring, ids, addrs)
         };
+        // One of the ring's own ranges, whose keys all have these replicas: a span across
+        // ranges would compare (and mark in sync) keys on nodes that are not their replicas.
+        if !ring.token_ranges().contains(&(after, upto)) {
+            return error(
+                ErrorKind::BadRequest,
+                format!(
+                    "({after}, {upto}] is not a token range of this node's ring (the ring may \
+                     have changed: list the ranges again)"
+                ),
+            );
+        }
         if !ids.contains(&self.config.id) {
             return error(
                 ErrorKind::BadRequest,
@@ -1426,10 +1459,19 @@ impl Node {
                 RepairEvent::Written(to, written) => repair.on_written(&to, written),
             }
         };
-        if matches!(
-            outcome,
-            RepairOutcome::InSync(_) | RepairOutcome::Repaired(_)
-        ) {
+        // Only if the ring did not change meanwhile (its ranges and replicas are the same).
+        let unchanged = {
+            let now = self.membership.lock().ring();
+            Arc::ptr_eq(&now, &ring)
+                || (now.token_ranges() == ring.token_ranges()
+                    && now.preference_list_for_token(upto, self.config.replication) == replicas)
+        };
+        if unchanged
+            && matches!(
+                outcome,
+                RepairOutcome::InSync(_) | RepairOutcome::Repaired(_)
+            )
+        {
             // Every tombstone older than the repair's start is on every replica now.
             for id in &replicas {
                 let told = match addrs.get(id).copied().flatten() {

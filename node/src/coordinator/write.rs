@@ -49,17 +49,26 @@ pub enum Hinting {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
-    /// Asked (or, for this node, being made durable).
+    /// Asked (or, for this node, being made durable); no answer yet.
     Asked,
-    /// A hint is being stored for it; why it needed one.
+    /// A hint is being stored for it (why it needed one); its own answer may still come.
     Hinting(String),
+    /// Its hint does not count (ALL, or the hint failed: the reason says so), but a request to
+    /// it is still on its way: its answer counts if it comes before the deadline.
+    Waiting(String),
     Settled,
 }
 
 struct Replica {
     id: String,
     state: State,
+    /// A request to it (or this node's own write) is on its way: an answer may come.
+    asked: bool,
 }
+
+/// Why a hint that was stored does not count: it lives on this node, whose own copy failed.
+const HINT_WITHOUT_COPY: &str =
+    "a hint was kept for it, but this node's own copy failed, so the hint does not count";
 
 pub struct WriteCoordinator {
     me: String,
@@ -67,6 +76,11 @@ pub struct WriteCoordinator {
     hinting: Hinting,
     quorum: Quorum,
     replicas: Vec<Replica>,
+    /// This node's own copy: durable (`Some(true)`), failed, or on its way.
+    local: Option<bool>,
+    /// Replicas whose hints are stored and count once this node's own copy is durable (the
+    /// hints live on this node).
+    held: Vec<String>,
     budget_ms: u64,
     started_ms: u64,
     patience_at_ms: u64,
@@ -93,6 +107,8 @@ impl WriteCoordinator {
             hinting,
             quorum: Quorum::new(level, replicas.len()),
             replicas: Vec::with_capacity(replicas.len()),
+            local: None,
+            held: Vec::new(),
             budget_ms,
             started_ms: now_ms,
             patience_at_ms: now_ms.saturating_add(budget_ms / 2),
@@ -102,20 +118,21 @@ impl WriteCoordinator {
             done: false,
         };
         for target in replicas {
+            let addr = target.reachable().filter(|_| target.id != me);
             c.replicas.push(Replica {
                 id: target.id.clone(),
                 state: State::Asked,
+                asked: target.id == me || addr.is_some(),
             });
             if target.id == me {
                 continue;
             }
-            if let Some(addr) = target.reachable() {
-                c.actions.push_back(Action::Send {
+            match addr {
+                Some(addr) => c.actions.push_back(Action::Send {
                     to: target.id.clone(),
                     addr,
-                });
-            } else {
-                c.missed(&target.id, DOWN.to_string());
+                }),
+                None => c.missed(&target.id, DOWN.to_string()),
             }
         }
         c.advance();
@@ -164,21 +181,48 @@ impl WriteCoordinator {
         let Some(state) = self.state(from) else {
             return;
         };
+        if state == State::Settled {
+            return;
+        }
+        if from == self.me {
+            let durable = stored.is_ok();
+            self.local = Some(durable);
+            self.settle(from);
+            match stored {
+                Ok(()) => self.count_ok(),
+                Err(WriteFailure::Missed(reason) | WriteFailure::Refused(reason)) => {
+                    self.count_fail(from, reason)
+                }
+            }
+            for id in std::mem::take(&mut self.held) {
+                if durable {
+                    self.count_ok();
+                } else {
+                    self.count_fail(&id, HINT_WITHOUT_COPY.to_string());
+                }
+            }
+            return self.advance();
+        }
         match (state, stored) {
-            (State::Settled, _) => {}
             (_, Ok(())) => {
-                self.set(from, State::Settled);
+                self.settle(from);
                 self.count_ok();
             }
-            (State::Asked, Err(WriteFailure::Missed(reason))) if from != self.me => {
-                self.missed(from, reason)
+            (State::Asked, Err(WriteFailure::Missed(reason))) => {
+                self.set_asked(from, false);
+                self.missed(from, reason);
             }
-            (State::Asked, Err(WriteFailure::Missed(reason) | WriteFailure::Refused(reason))) => {
-                self.set(from, State::Settled);
+            (State::Asked, Err(WriteFailure::Refused(reason))) => {
+                self.settle(from);
                 self.count_fail(from, reason);
             }
             // Its hint is on its way: that decides.
-            (State::Hinting(_), Err(_)) => {}
+            (State::Hinting(_), Err(_)) => self.set_asked(from, false),
+            (State::Waiting(reason), Err(_)) => {
+                self.settle(from);
+                self.count_fail(from, reason);
+            }
+            (State::Settled, _) => {}
         }
         self.advance();
     }
@@ -188,11 +232,25 @@ impl WriteCoordinator {
         let Some(State::Hinting(reason)) = self.state(target) else {
             return;
         };
-        self.set(target, State::Settled);
-        match stored {
-            Ok(()) if self.level != Consistency::All => self.count_ok(),
-            Ok(()) => self.count_fail(target, format!("{reason} (a hint is kept for it)")),
-            Err(e) => self.count_fail(target, format!("{reason}, and no hint could be kept: {e}")),
+        let not_counted = match stored {
+            Ok(()) if self.level != Consistency::All => {
+                self.settle(target);
+                match self.local {
+                    Some(true) => self.count_ok(),
+                    None => self.held.push(target.to_string()),
+                    Some(false) => self.count_fail(target, HINT_WITHOUT_COPY.to_string()),
+                }
+                return self.advance();
+            }
+            Ok(()) => format!("{reason} (a hint is kept for it)"),
+            Err(e) => format!("{reason}, and no hint could be kept: {e}"),
+        };
+        let asked = self.replicas.iter().any(|r| r.id == target && r.asked);
+        if asked {
+            self.set(target, State::Waiting(not_counted));
+        } else {
+            self.settle(target);
+            self.count_fail(target, not_counted);
         }
         self.advance();
     }
@@ -215,15 +273,28 @@ impl WriteCoordinator {
             }
         }
         if now_ms >= self.deadline_ms {
-            let late: Vec<String> = self
+            let late: Vec<(String, State)> = self
                 .replicas
                 .iter()
                 .filter(|r| r.state != State::Settled)
-                .map(|r| r.id.clone())
+                .map(|r| (r.id.clone(), r.state.clone()))
                 .collect();
-            for id in late {
-                self.set(&id, State::Settled);
-                self.count_fail(&id, no_reply(self.budget_ms));
+            for (id, state) in late {
+                self.settle(&id);
+                let reason = match state {
+                    State::Waiting(reason) => reason,
+                    State::Hinting(reason) => {
+                        format!("{reason}, and its hint was not kept in time")
+                    }
+                    _ => no_reply(self.budget_ms),
+                };
+                self.count_fail(&id, reason);
+                if id == self.me {
+                    self.local = Some(false);
+                    for held in std::mem::take(&mut self.held) {
+                        self.count_fail(&held, HINT_WITHOUT_COPY.to_string());
+                    }
+                }
             }
         }
         self.advance();
@@ -242,6 +313,16 @@ impl WriteCoordinator {
         }
     }
 
+    fn set_asked(&mut self, id: &str, asked: bool) {
+        if let Some(r) = self.replicas.iter_mut().find(|r| r.id == id) {
+            r.asked = asked;
+        }
+    }
+
+    fn settle(&mut self, id: &str) {
+        self.set(id, State::Settled);
+    }
+
     /// Replica `id` missed the write: a hint for it, if hints are on.
     fn missed(&mut self, id: &str, reason: String) {
         match self.hinting {
@@ -252,7 +333,7 @@ impl WriteCoordinator {
                 });
             }
             Hinting::Off => {
-                self.set(id, State::Settled);
+                self.settle(id);
                 self.count_fail(id, reason);
             }
         }
@@ -276,7 +357,7 @@ impl WriteCoordinator {
         }
         if self.quorum.reached() {
             self.finish(WriteOutcome::Done);
-        } else if self.replicas.iter().all(|r| r.state == State::Settled) {
+        } else if self.replicas.iter().all(|r| r.state == State::Settled) && self.held.is_empty() {
             self.finish(WriteOutcome::Failed(self.quorum.error()));
         }
     }
@@ -533,5 +614,64 @@ mod tests {
         assert_eq!(c.poll_timeout(), Some(400));
         c.on_hinted("node-3", Ok(()));
         assert!(c.is_settled() && c.poll_timeout().is_none());
+    }
+
+    /// Hints live on this node: they count only once its own copy is durable, and not at all
+    /// if it failed (no replica would hold the write).
+    #[test]
+    fn hints_count_only_with_the_local_copy() {
+        let t = targets("1 2 3", "2 3");
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::Quorum, 0, 100, Hinting::On);
+        hints(&mut c);
+        c.on_hinted("node-2", Ok(()));
+        c.on_hinted("node-3", Ok(()));
+        assert!(
+            c.poll_outcome().is_none(),
+            "the local copy is not durable yet"
+        );
+        c.on_local(Err("storage: no room".into()));
+        match c.poll_outcome() {
+            Some(WriteOutcome::Failed(e)) => {
+                assert_eq!(e.reached, 0);
+                assert!(e.to_string().contains("own copy failed"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::Quorum, 0, 100, Hinting::On);
+        hints(&mut c);
+        c.on_hinted("node-2", Ok(()));
+        c.on_local(Ok(()));
+        assert_eq!(c.poll_outcome(), Some(WriteOutcome::Done));
+    }
+
+    /// Under ALL a slow replica is hinted at its patience, but its own answer before the
+    /// deadline still counts; so does a replica's answer after its hint was refused.
+    #[test]
+    fn a_slow_replica_still_counts_when_its_hint_does_not() {
+        let t = targets("1 2 3", "");
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::All, 0, 400, Hinting::On);
+        sends(&mut c);
+        c.on_local(Ok(()));
+        c.on_reply("node-2", Ok(()));
+        c.on_timeout(200);
+        assert_eq!(hints(&mut c), ["node-3"]);
+        c.on_hinted("node-3", Ok(()));
+        assert!(c.poll_outcome().is_none(), "node-3 may still answer");
+        c.on_reply("node-3", Ok(()));
+        assert_eq!(c.poll_outcome(), Some(WriteOutcome::Done));
+        assert!(c.is_settled());
+
+        let mut c = WriteCoordinator::new("node-1", &t, Consistency::Quorum, 0, 400, Hinting::On);
+        sends(&mut c);
+        c.on_local(Ok(()));
+        c.on_timeout(200);
+        hints(&mut c);
+        c.on_hinted("node-2", Err("hints for node-2 are full".into()));
+        c.on_hinted("node-3", Err("hints for node-3 are full".into()));
+        assert!(c.poll_outcome().is_none());
+        c.on_reply("node-2", Ok(()));
+        assert_eq!(c.poll_outcome(), Some(WriteOutcome::Done));
+        c.on_timeout(400);
+        assert!(c.is_settled());
     }
 }
