@@ -104,6 +104,22 @@ impl ArrivalWindow {
         variance.sqrt().max(MIN_STD_DEVIATION_MS)
     }
 
+    /// The time at which phi reaches `threshold` if no heartbeat comes (phi only rises with
+    /// silence): a member is up before it. Found by bisection, so that checking a member is a
+    /// comparison rather than a phi computation on every request.
+    pub fn convicted_at(&self, threshold: f64) -> u64 {
+        let (mut lo, mut hi) = (0u64, 1u64 << 40);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.phi(self.last_ms.saturating_add(mid)) >= threshold {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        self.last_ms.saturating_add(lo)
+    }
+
     /// The suspicion level at `now_ms`: 0 right after a heartbeat, rising the longer none
     /// comes (capped where f64 runs out of precision, about 300).
     pub fn phi(&self, now_ms: u64) -> f64 {
@@ -210,6 +226,16 @@ mod tests {
         let t = last + 602_500;
         let after = convicted_at(&w, t) - t;
         assert!(after <= before + 200, "{after} ms now, {before} ms before");
+    }
+
+    /// The conviction time is where phi reaches the threshold.
+    #[test]
+    fn convicted_at_is_where_phi_crosses() {
+        let (w, last) = fed(500, 100, 20_000);
+        let at = w.convicted_at(PHI_CONVICT_THRESHOLD_DEFAULT);
+        assert!(at > last);
+        assert!(w.phi(at) >= PHI_CONVICT_THRESHOLD_DEFAULT);
+        assert!(w.phi(at - 1) < PHI_CONVICT_THRESHOLD_DEFAULT);
     }
 
     /// A new member has only the expected interval to go on: it is up at once and convicted

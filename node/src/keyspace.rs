@@ -39,7 +39,8 @@ pub fn data_key(key: &[u8]) -> Vec<u8> {
     data_key_at(token_of(key), key)
 }
 
-fn data_key_at(token: Token, key: &[u8]) -> Vec<u8> {
+/// The engine key of `key`, whose token is `token` (already computed).
+pub fn data_key_at(token: Token, key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(DATA_PREFIX_BYTES + key.len());
     out.push(DATA);
     out.extend_from_slice(&token.to_be_bytes());

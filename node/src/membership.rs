@@ -63,11 +63,23 @@ struct Known {
     member: Member,
     /// When its heartbeat was seen to advance, in this node's clock.
     arrivals: ArrivalWindow,
+    /// When the detector convicts it if it stays silent (recomputed on every arrival), so
+    /// that checking it, on every request, is a comparison.
+    convicted_at_ms: u64,
 }
 
 impl Known {
-    fn is_up(&self, now_ms: u64, phi_convict_threshold: f64) -> bool {
-        self.arrivals.heard() && self.arrivals.phi(now_ms) < phi_convict_threshold
+    fn new(member: Member, arrivals: ArrivalWindow, phi_convict_threshold: f64) -> Known {
+        let convicted_at_ms = arrivals.convicted_at(phi_convict_threshold);
+        Known {
+            member,
+            arrivals,
+            convicted_at_ms,
+        }
+    }
+
+    fn is_up(&self, now_ms: u64) -> bool {
+        self.arrivals.heard() && now_ms < self.convicted_at_ms
     }
 }
 
@@ -113,6 +125,9 @@ impl Membership {
     /// [`crate::failure_detector`]).
     pub fn set_phi_convict_threshold(&mut self, phi: f64) {
         self.phi_convict_threshold = phi;
+        for k in self.others.values_mut() {
+            k.convicted_at_ms = k.arrivals.convicted_at(phi);
+        }
     }
 
     pub fn me(&self) -> &Member {
@@ -132,7 +147,7 @@ impl Membership {
     /// How long member `id` has been silent, if this node's detector holds it down.
     pub fn down_for(&self, id: &str, now_ms: u64) -> Option<std::time::Duration> {
         let k = self.others.get(id)?;
-        (!k.is_up(now_ms, self.phi_convict_threshold))
+        (!k.is_up(now_ms))
             .then(|| std::time::Duration::from_millis(now_ms.saturating_sub(k.arrivals.last_ms())))
     }
 
@@ -240,12 +255,11 @@ impl Membership {
             }
             return Ok(Taken::Stale);
         }
-        let threshold = self.phi_convict_threshold;
         let known = self.others.get(&m.id);
         if let Some(k) = known {
             let newer = (m.generation, m.heartbeat) > (k.member.generation, k.member.heartbeat);
             if m.incarnation != k.member.incarnation {
-                if k.is_up(now_ms, threshold) || m.generation <= k.member.generation {
+                if k.is_up(now_ms) || m.generation <= k.member.generation {
                     // A newer entry of a node gone down is its replacement; anything else is two
                     // live nodes under one id.
                     return if newer || direct {
@@ -305,13 +319,8 @@ impl Membership {
             }
             None => (None, true, fresh(direct)),
         };
-        self.others.insert(
-            m.id.clone(),
-            Known {
-                member: m,
-                arrivals,
-            },
-        );
+        let known = Known::new(m, arrivals, self.phi_convict_threshold);
+        self.others.insert(known.member.id.clone(), known);
         Ok(Taken::Updated {
             restarted,
             tokens_changed,
@@ -335,11 +344,7 @@ impl Membership {
     }
 
     pub fn is_up(&self, id: &str, now_ms: u64) -> bool {
-        id == self.me.id
-            || self
-                .others
-                .get(id)
-                .is_some_and(|k| k.is_up(now_ms, self.phi_convict_threshold))
+        id == self.me.id || self.others.get(id).is_some_and(|k| k.is_up(now_ms))
     }
 
     pub fn addr_of(&self, id: &str) -> Option<SocketAddr> {
@@ -383,7 +388,7 @@ impl Membership {
             out.push(MemberView {
                 member: k.member.clone(),
                 heartbeat_age_ms: now_ms.saturating_sub(k.arrivals.last_ms()),
-                up: k.is_up(now_ms, self.phi_convict_threshold),
+                up: k.is_up(now_ms),
                 phi,
             });
         }

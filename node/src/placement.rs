@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use kvctl::ring::Ring;
+use kvctl::ring::{token_of, Ring, Token};
 
 /// A node a request may be sent to, as this node sees it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,10 +86,15 @@ impl Placement {
 
     /// The primaries and fallbacks of `key` on `ring`.
     pub fn replicas(&self, ring: &Ring, key: &[u8], members: &impl Members) -> Replicas {
+        self.replicas_at(ring, token_of(key), members)
+    }
+
+    /// The primaries and fallbacks of the keys of `token` on `ring`.
+    pub fn replicas_at(&self, ring: &Ring, token: Token, members: &impl Members) -> Replicas {
         match self.strategy {
             Strategy::RingOrder => {
                 let n = self.replication;
-                let mut ids = ring.preference_list(key, 2 * n).into_iter();
+                let mut ids = ring.preference_list_for_token(token, 2 * n).into_iter();
                 let target = |id: String| Target {
                     addr: members.addr_of(&id),
                     up: members.is_up(&id),

@@ -31,7 +31,7 @@ use kvctl::version::{Siblings, VersionError, SIBLINGS_MAX};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::keyspace::{data_key, data_ranges, parse_data_key, DATA_PREFIX_BYTES};
+use crate::keyspace::{data_key, data_key_at, data_ranges, parse_data_key, DATA_PREFIX_BYTES};
 use crate::lease::{DotLease, LeaseError};
 use crate::pacer::SyncPacer;
 
@@ -253,6 +253,15 @@ impl Replica {
     /// (see [`Store::get_cached`]): `None` when the read needs [`Replica::read_raw`].
     pub fn read_raw_cached(&self, key: &[u8]) -> Result<Option<Option<Vec<u8>>>, ReplicaError> {
         Ok(self.engine.get_cached(&data_key(key))?)
+    }
+
+    /// [`Replica::read_raw_cached`] of a key whose token is known.
+    pub fn read_raw_cached_at(
+        &self,
+        token: u128,
+        key: &[u8],
+    ) -> Result<Option<Option<Vec<u8>>>, ReplicaError> {
+        Ok(self.engine.get_cached(&data_key_at(token, key))?)
     }
 
     /// The stored versions of `key` (empty if none).

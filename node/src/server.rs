@@ -13,6 +13,7 @@ use kvctl::engine::{Engine, EngineError, Limits, Store};
 use kvctl::proto::{
     self, Consistency, ErrorKind, Member, MemberState, Request, Response, ScanEntry,
 };
+use kvctl::ring::token_of;
 use kvctl::tls::{Identity, Peer};
 use kvctl::transport::{
     serve_stream, size_allowance, Reply, Transport, TransportError, CHUNK_BYTES, REQUEST_TIMEOUT,
@@ -709,9 +710,15 @@ impl Node {
 
     /// The replicas of `key` as this node sees the ring and its members now.
     fn replicas(&self, key: &[u8]) -> Replicas {
+        self.replicas_at(token_of(key))
+    }
+
+    /// The replicas of the keys of `token`.
+    fn replicas_at(&self, token: u128) -> Replicas {
         let membership = self.membership.lock();
         let members = membership.at(self.now_ms());
-        self.placement.replicas(&membership.ring(), key, &members)
+        self.placement
+            .replicas_at(&membership.ring(), token, &members)
     }
 
     /// A get: the [`ReadCoordinator`] decides whom to ask and when it is done; this carries
@@ -727,7 +734,8 @@ impl Node {
         if let Err(e) = self.check_key(&key) {
             return e;
         }
-        let replicas = self.replicas(&key);
+        let token = token_of(&key);
+        let replicas = self.replicas_at(token);
         if replicas.is_empty() {
             return error(ErrorKind::Unavailable, EMPTY_RING);
         }
@@ -748,7 +756,7 @@ impl Node {
             while let Some(action) = c.poll_action() {
                 if action == Action::Local {
                     // Served from memory here, as most reads are; else off the runtime.
-                    if let Some(read) = self.read_local_cached(&key, &budget) {
+                    if let Some(read) = self.read_local_cached(token, &key, &budget) {
                         c.on_local(read, self.now_ms());
                         continue;
                     }
@@ -1665,10 +1673,11 @@ impl Node {
     /// their size taken from `budget`; `None` if the read needs the disk.
     fn read_stored_cached(
         &self,
+        token: u128,
         key: &[u8],
         budget: &RequestBudget,
     ) -> Option<Result<Option<Vec<u8>>, ReadFailure>> {
-        let read = match self.replica.read_raw_cached(key) {
+        let read = match self.replica.read_raw_cached_at(token, key) {
             Ok(read) => read?,
             Err(e) => return Some(Err(ReadFailure::Failed(e.to_string()))),
         };
@@ -1688,7 +1697,7 @@ impl Node {
         key: Arc<Vec<u8>>,
         budget: Arc<RequestBudget>,
     ) -> Result<Option<Vec<u8>>, ReadFailure> {
-        if let Some(read) = self.read_stored_cached(&key, &budget) {
+        if let Some(read) = self.read_stored_cached(token_of(&key), &key, &budget) {
             return read;
         }
         let failed = |e: &dyn std::fmt::Display| ReadFailure::Failed(e.to_string());
@@ -1768,11 +1777,12 @@ impl Node {
     /// memory.
     fn read_local_cached(
         &self,
+        token: u128,
         key: &[u8],
         budget: &RequestBudget,
     ) -> Option<Result<Siblings, ReadFailure>> {
         Some(
-            self.read_stored_cached(key, budget)?
+            self.read_stored_cached(token, key, budget)?
                 .and_then(decode_stored),
         )
     }
