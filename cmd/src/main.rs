@@ -106,7 +106,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    if !matches!(cli.command, Command::Node(_)) {
+        // A command whose output goes to a pipe closed early (`kvctl status | head -3`) ends
+        // quietly, as Unix tools do, instead of panicking in `println!`. Nodes keep Rust's
+        // default (SIGPIPE ignored).
+        // SAFETY: setting a signal's disposition to its default, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(err) => {
             // A closed pipe (`kvctl ... | head`) is not an error worth a message.

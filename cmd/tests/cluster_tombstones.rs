@@ -51,7 +51,21 @@ fn tombstones_go_only_after_grace_and_repair() {
     c.must(&["delete", "a", "--consistency", "all"]);
     // node 3 misses b's delete (down past the hint window: no hint).
     c.sigkill(3);
-    std::thread::sleep(Duration::from_secs(5));
+    // Shown down, then down for longer than the hint window.
+    let start = Instant::now();
+    while c.must_json(&["status", "--node", &c.addr(1)])["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["id"] == "node-3" && n["state"] != "down")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "node-3 not shown down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
     c.must(&["delete", "b", "--node", &c.addr(1)]);
     std::thread::sleep(Duration::from_secs(3));
     // Past the grace period, but no repair yet: every tombstone stays.
