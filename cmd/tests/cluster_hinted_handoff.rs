@@ -160,3 +160,51 @@ fn all_needs_the_real_replicas() {
         &c.addr(3),
     ]);
 }
+
+/// Hints are bounded per target: once a node holds `--hints-bytes-per-target-max` of hints for
+/// the nodes that are down, a QUORUM write that needs more is refused, naming the limit, and
+/// nothing acknowledged is lost: every write acknowledged before reads back.
+#[test]
+fn hints_are_bounded_per_target() {
+    let c = Cluster::up_with_env(3, 2, &[("KVCTL_HINTS_BYTES_PER_TARGET_MAX", "1MiB")]);
+    c.sigkill(2);
+    c.sigkill(3);
+    wait_for(
+        Duration::from_secs(10),
+        "node-2 and node-3 shown down",
+        || {
+            let (two, three) = (node_status(&c, 1, "node-2"), node_status(&c, 1, "node-3"));
+            (two["state"] == "down" && three["state"] == "down")
+                .then_some(())
+                .ok_or(format!("{two} {three}"))
+        },
+    );
+    let value = "x".repeat(100 << 10);
+    let mut acked = Vec::new();
+    let mut refused = None;
+    for i in 0..30 {
+        let key = format!("big-{i}");
+        let out = c.run(&["put", &key, &value, "--node", &c.addr(1)]);
+        if out.status.success() {
+            acked.push(key);
+        } else {
+            refused = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+            break;
+        }
+    }
+    let refused = refused.expect("a write past the hint limit is refused");
+    assert!(refused.contains("hints_bytes_per_target_max"), "{refused}");
+    assert!(
+        acked.len() >= 5,
+        "{} writes acknowledged first",
+        acked.len()
+    );
+    for key in &acked {
+        let got = c.must_json(&["get", key, "--consistency", "one", "--node", &c.addr(1)]);
+        assert_eq!(
+            got["values"][0].as_str().map(str::len),
+            Some(value.len()),
+            "{key}"
+        );
+    }
+}
