@@ -16,6 +16,7 @@ use anyhow::bail;
 use kvctl::client::{Client, RangeRepaired};
 use kvctl::home;
 use kvctl::ring::Ring;
+use kvctl_node::merkle::in_range;
 use serde::{Deserialize, Serialize};
 
 use crate::bench::bar;
@@ -49,14 +50,6 @@ fn fingerprint(ring: &Ring, replication: usize) -> String {
         }
     }
     format!("{h:016x}")
-}
-
-fn in_span((after, upto): (u128, u128), token: u128) -> bool {
-    match after.cmp(&upto) {
-        std::cmp::Ordering::Less => after < token && token <= upto,
-        std::cmp::Ordering::Greater => token > after || token <= upto,
-        std::cmp::Ordering::Equal => true,
-    }
 }
 
 fn load_state(path: &Path) -> Option<State> {
@@ -134,7 +127,7 @@ async fn repair(home_dir: &Path, client: &Client, args: &RepairArgs) -> anyhow::
         .into_iter()
         .map(|r| (r, ring.preference_list_for_token(r.1, replication)))
         .filter(|(_, replicas)| args.node.as_ref().is_none_or(|id| replicas.contains(id)))
-        .filter(|((_, upto), _)| args.range.is_none_or(|span| in_span(span, *upto)))
+        .filter(|((_, upto), _)| args.range.is_none_or(|(a, b)| in_range(a, b, *upto)))
         .collect();
     if ranges.is_empty() {
         bail!(

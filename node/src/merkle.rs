@@ -86,33 +86,25 @@ impl RangeTree {
         upto: Token,
         entries: impl IntoIterator<Item = (K, S)>,
     ) -> RangeTree {
-        let mut tree = RangeTree {
-            leaves: vec![[0; HASH_BYTES]; LEAVES],
-            keys: 0,
-        };
-        for (key, siblings) in entries {
-            let (key, siblings) = (key.as_ref(), siblings.as_ref());
-            let token = token_of(key);
-            if !in_range(after, upto, token) {
-                continue;
-            }
-            tree.add(leaf_of(after, upto, token), &entry_hash(key, siblings));
-        }
-        tree
+        let hashed = entries.into_iter().map(|(key, siblings)| {
+            let hash = entry_hash(key.as_ref(), siblings.as_ref());
+            (key, hash)
+        });
+        RangeTree::from_hashes(after, upto, hashed)
     }
 
     /// The tree of keys given with their entry hashes ([`entry_hash`]).
-    pub fn from_hashes(
+    pub fn from_hashes<K: AsRef<[u8]>>(
         after: Token,
         upto: Token,
-        entries: impl IntoIterator<Item = (Vec<u8>, Hash)>,
+        entries: impl IntoIterator<Item = (K, Hash)>,
     ) -> RangeTree {
         let mut tree = RangeTree {
             leaves: vec![[0; HASH_BYTES]; LEAVES],
             keys: 0,
         };
         for (key, hash) in entries {
-            let token = token_of(&key);
+            let token = token_of(key.as_ref());
             if in_range(after, upto, token) {
                 tree.add(leaf_of(after, upto, token), &hash);
             }

@@ -347,33 +347,13 @@ mod tests {
             }
             let action = repair.poll_action().expect("an action while not done");
             asked.push(action.clone());
-            match action {
-                RepairAction::Tree { replica, leaves } => {
-                    let tree = RangeTree::build(after, upto, stores[&replica].iter());
-                    let reply = TreeReply {
-                        root: tree.root(),
-                        keys: tree.keys,
-                        leaves: leaves.then_some(tree.leaves),
-                    };
-                    repair.on_tree(&replica, Ok(reply));
-                }
-                RepairAction::Scan {
-                    replica,
-                    after,
-                    upto,
-                } => {
-                    let entries = stores[&replica]
-                        .iter()
-                        .filter(|(k, _)| merkle::in_range(after, upto, token_of(k)))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    repair.on_scan(&replica, Ok(entries));
-                }
-                RepairAction::Write {
+            match answer_reads(repair, stores, (after, upto), action) {
+                None => {}
+                Some(RepairAction::Write {
                     replica,
                     key,
                     siblings,
-                } => {
+                }) => {
                     let store = stores.get_mut(&replica).unwrap();
                     let incoming = Siblings::decode(&siblings).unwrap();
                     let stored = store
@@ -383,7 +363,44 @@ mod tests {
                     store.insert(key, stored.merge(&incoming).encode());
                     repair.on_written(&replica, Ok(()));
                 }
+                Some(other) => panic!("{other:?}"),
             }
+        }
+    }
+
+    /// Answers a tree or scan `action` from the in-memory replicas `stores`; hands back any
+    /// other action.
+    fn answer_reads(
+        repair: &mut RangeRepair,
+        stores: &BTreeMap<String, Store>,
+        (after, upto): (Token, Token),
+        action: RepairAction,
+    ) -> Option<RepairAction> {
+        match action {
+            RepairAction::Tree { replica, leaves } => {
+                let tree = RangeTree::build(after, upto, stores[&replica].iter());
+                let reply = TreeReply {
+                    root: tree.root(),
+                    keys: tree.keys,
+                    leaves: leaves.then_some(tree.leaves),
+                };
+                repair.on_tree(&replica, Ok(reply));
+                None
+            }
+            RepairAction::Scan {
+                replica,
+                after,
+                upto,
+            } => {
+                let entries = stores[&replica]
+                    .iter()
+                    .filter(|(k, _)| merkle::in_range(after, upto, token_of(k)))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                repair.on_scan(&replica, Ok(entries));
+                None
+            }
+            write => Some(write),
         }
     }
 
@@ -522,34 +539,14 @@ mod tests {
         let mut r = RangeRepair::new(0, 0, ids());
         let mut failed = false;
         while r.poll_outcome().is_none() {
-            match r.poll_action().unwrap() {
-                RepairAction::Tree { replica, leaves } => {
-                    let tree = RangeTree::build(0, 0, stores[&replica].iter());
-                    r.on_tree(
-                        &replica,
-                        Ok(TreeReply {
-                            root: tree.root(),
-                            keys: tree.keys,
-                            leaves: leaves.then_some(tree.leaves),
-                        }),
-                    );
-                }
-                RepairAction::Scan {
-                    replica,
-                    after,
-                    upto,
-                } => {
-                    let entries = stores[&replica]
-                        .iter()
-                        .filter(|(k, _)| merkle::in_range(after, upto, token_of(k)))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    r.on_scan(&replica, Ok(entries));
-                }
-                RepairAction::Write { replica, .. } => {
+            let action = r.poll_action().unwrap();
+            match answer_reads(&mut r, &stores, (0, 0), action) {
+                None => {}
+                Some(RepairAction::Write { replica, .. }) => {
                     failed = true;
                     r.on_written(&replica, Err("disk full".into()));
                 }
+                Some(other) => panic!("{other:?}"),
             }
         }
         assert!(failed && r.is_done());

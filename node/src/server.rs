@@ -169,11 +169,11 @@ pub struct Node {
 /// target refuses as malformed or over its limits would be refused forever: it counts as
 /// delivered (and is logged), so it does not hold back the hints after it.
 async fn deliver_hint(transport: &Transport, addr: SocketAddr, hint: Hint) -> Result<(), String> {
+    let timeout = HINT_DELIVERY_TIMEOUT + size_allowance(hint.key.len() + hint.siblings.len());
     let request = Request::ReplicaWrite {
         key: ByteBuf::from(hint.key),
         siblings: ByteBuf::from(hint.siblings),
     };
-    let timeout = HINT_DELIVERY_TIMEOUT + size_allowance(request_bytes(&request));
     match transport
         .request_with_timeout(addr, &request, timeout)
         .await
@@ -189,13 +189,6 @@ async fn deliver_hint(transport: &Transport, addr: SocketAddr, hint: Hint) -> Re
         Ok(Response::Error { message, .. }) => Err(message),
         Ok(_) => Err("unexpected reply".to_string()),
         Err(e) => Err(e.to_string()),
-    }
-}
-
-fn request_bytes(request: &Request) -> usize {
-    match request {
-        Request::ReplicaWrite { key, siblings } => key.len() + siblings.len(),
-        _ => 0,
     }
 }
 
@@ -1321,18 +1314,27 @@ impl Node {
         });
     }
 
-    /// This replica's Merkle tree of (after, upto], built by one scan off the runtime's
-    /// threads; at most [`admission::BULK_TRANSFERS_MAX`] scans (trees and bulk transfers) run.
-    async fn merkle_tree(&self, after: u128, upto: u128, leaves: bool) -> Response {
-        let Ok(_permit) = self.bulk.clone().try_acquire_owned() else {
-            return error(
+    /// A place among the [`admission::BULK_TRANSFERS_MAX`] scans (bulk transfers and Merkle
+    /// trees) a node serves at once, or the refusal to answer with.
+    fn bulk_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+        self.bulk.clone().try_acquire_owned().map_err(|_| {
+            error(
                 ErrorKind::Unavailable,
                 format!(
                     "{} bulk transfers are running, the most a node serves at once \
                      (bulk_transfers_max); retry later",
                     admission::BULK_TRANSFERS_MAX
                 ),
-            );
+            )
+        })
+    }
+
+    /// This replica's Merkle tree of (after, upto], built by one scan off the runtime's
+    /// threads; at most [`admission::BULK_TRANSFERS_MAX`] scans (trees and bulk transfers) run.
+    async fn merkle_tree(&self, after: u128, upto: u128, leaves: bool) -> Response {
+        let _permit = match self.bulk_permit() {
+            Ok(permit) => permit,
+            Err(busy) => return busy,
         };
         match self.local_tree(after, upto).await {
             Ok(tree) => Response::Tree {
@@ -1720,16 +1722,9 @@ impl Node {
     /// [`admission::BULK_TRANSFERS_MAX`] run at once; each holds at most
     /// [`CHUNKS_QUEUED`] + 1 chunks, taken from its request's budget up front.
     fn replica_scan(&self, after: u128, upto: u128, budget: &RequestBudget) -> Reply {
-        let Ok(permit) = self.bulk.clone().try_acquire_owned() else {
-            return error(
-                ErrorKind::Unavailable,
-                format!(
-                    "{} bulk transfers are running, the most a node serves at once \
-                     (bulk_transfers_max); retry later",
-                    admission::BULK_TRANSFERS_MAX
-                ),
-            )
-            .into();
+        let permit = match self.bulk_permit() {
+            Ok(permit) => permit,
+            Err(busy) => return busy.into(),
         };
         if let Err(e) = budget.take((CHUNKS_QUEUED + 1) * CHUNK_BYTES) {
             return error(ErrorKind::Unavailable, e).into();
