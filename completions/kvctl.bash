@@ -49,6 +49,9 @@ _kvctl() {
             kvctl,ring)
                 cmd="kvctl__subcmd__ring"
                 ;;
+            kvctl,shell)
+                cmd="kvctl__subcmd__shell"
+                ;;
             kvctl,status)
                 cmd="kvctl__subcmd__status"
                 ;;
@@ -133,6 +136,9 @@ _kvctl() {
             kvctl__subcmd__help,ring)
                 cmd="kvctl__subcmd__help__subcmd__ring"
                 ;;
+            kvctl__subcmd__help,shell)
+                cmd="kvctl__subcmd__help__subcmd__shell"
+                ;;
             kvctl__subcmd__help,status)
                 cmd="kvctl__subcmd__help__subcmd__status"
                 ;;
@@ -176,7 +182,7 @@ _kvctl() {
 
     case "${cmd}" in
         kvctl)
-            opts="-h -V --home --help --version node cluster status ring get put delete repair bench cert completions help"
+            opts="-h -V --home --help --version node cluster status ring get put delete shell repair bench cert completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -690,7 +696,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__help)
-            opts="node cluster status ring get put delete repair bench cert completions help"
+            opts="node cluster status ring get put delete shell repair bench cert completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -955,6 +961,20 @@ _kvctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kvctl__subcmd__help__subcmd__shell)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kvctl__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1204,6 +1224,32 @@ _kvctl() {
                     ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvctl__subcmd__shell)
+            opts="-h -V --node --consistency --home --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --consistency)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --home)

@@ -34,6 +34,7 @@ complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "ring" -d 'Tokens and ow
 complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "get" -d 'Read a key: every sibling value and the causal context'
 complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "put" -d 'Write a key'
 complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "delete" -d 'Delete a key (writes a versioned tombstone)'
+complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "shell" -d 'An interactive shell (REPL): get, put, delete, ring, status, CONSISTENCY, OUTPUT, help. With standard input not a terminal, runs its lines as a script'
 complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "repair" -d 'Compare every token range\'s replicas (Merkle trees) and merge what differs into each'
 complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "bench" -d 'Run a YCSB-style workload against the cluster and report throughput and latency'
 complete -c kvctl -n "__fish_kvctl_needs_command" -f -a "cert" -d 'Create a cluster CA and node or client certificates for clusters on several machines'
@@ -133,6 +134,11 @@ json\t''"
 complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand delete" -s V -l version -d 'Print version'
+complete -c kvctl -n "__fish_kvctl_using_subcommand shell" -l node -d 'The node that coordinates every request (default: any)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand shell" -l consistency -d 'The level the shell starts at: ONE, QUORUM or ALL (`CONSISTENCY` changes it)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand shell" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand shell" -s h -l help -d 'Print help'
+complete -c kvctl -n "__fish_kvctl_using_subcommand shell" -s V -l version -d 'Print version'
 complete -c kvctl -n "__fish_kvctl_using_subcommand repair" -l node -d 'Repair only the ranges this node (an id, e.g. node-2) holds a replica of, coordinated by it' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand repair" -l range -d 'Repair only the ring ranges that end in (AFTER, UPTO] (tokens, decimal or 0x hex)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand repair" -l rate -d 'Most MiB a second each range\'s repair sends (0: no limit)' -r
@@ -194,18 +200,19 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcom
 complete -c kvctl -n "__fish_kvctl_using_subcommand completions" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c kvctl -n "__fish_kvctl_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "node" -d 'Run a node (its directory is --home: data/, certs/ with ca.pem, node.pem, node.key)'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "cluster" -d 'Start, stop and inspect a local multi-node cluster'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "status" -d 'Each node\'s state as the cluster sees it'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "ring" -d 'Tokens and ownership per node; with --key, a key\'s token and preference list'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "get" -d 'Read a key: every sibling value and the causal context'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "put" -d 'Write a key'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "delete" -d 'Delete a key (writes a versioned tombstone)'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "repair" -d 'Compare every token range\'s replicas (Merkle trees) and merge what differs into each'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "bench" -d 'Run a YCSB-style workload against the cluster and report throughput and latency'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "cert" -d 'Create a cluster CA and node or client certificates for clusters on several machines'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "completions" -d 'Print shell completions for bash, zsh or fish'
-complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete repair bench cert completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "node" -d 'Run a node (its directory is --home: data/, certs/ with ca.pem, node.pem, node.key)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "cluster" -d 'Start, stop and inspect a local multi-node cluster'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "status" -d 'Each node\'s state as the cluster sees it'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "ring" -d 'Tokens and ownership per node; with --key, a key\'s token and preference list'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "get" -d 'Read a key: every sibling value and the causal context'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "put" -d 'Write a key'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "delete" -d 'Delete a key (writes a versioned tombstone)'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "shell" -d 'An interactive shell (REPL): get, put, delete, ring, status, CONSISTENCY, OUTPUT, help. With standard input not a terminal, runs its lines as a script'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "repair" -d 'Compare every token range\'s replicas (Merkle trees) and merge what differs into each'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "bench" -d 'Run a YCSB-style workload against the cluster and report throughput and latency'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "cert" -d 'Create a cluster CA and node or client certificates for clusters on several machines'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "completions" -d 'Print shell completions for bash, zsh or fish'
+complete -c kvctl -n "__fish_kvctl_using_subcommand help; and not __fish_seen_subcommand_from node cluster status ring get put delete shell repair bench cert completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c kvctl -n "__fish_kvctl_using_subcommand help; and __fish_seen_subcommand_from node" -f -a "start" -d 'Start a node in the foreground (SIGINT or SIGTERM stops it cleanly)'
 complete -c kvctl -n "__fish_kvctl_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "up" -d 'Create (or restart) a local cluster on loopback and wait until every node sees the ring'
 complete -c kvctl -n "__fish_kvctl_using_subcommand help; and __fish_seen_subcommand_from cluster" -f -a "down" -d 'Stop the local cluster\'s nodes'

@@ -136,6 +136,12 @@ pub enum Request {
         /// Set by a node that handed the write to a replica: it is never handed on again.
         #[serde(default)]
         forwarded: bool,
+        /// The client's id for this logical write, the same on every retry of it: a
+        /// coordinator that already stores a version with it sends that version on instead of
+        /// making another, and [`crate::version::Siblings::values`] shows a write applied twice
+        /// (through two coordinators) once. Random, 128 bits.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        write_id: Option<u128>,
     },
     /// Node to node: the replica's stored versions of a key.
     ReplicaRead { key: ByteBuf },
@@ -212,6 +218,10 @@ pub enum Response {
     Members {
         node: String,
         members: Vec<MemberView>,
+        /// Replicas per key (N) the node places keys on; 0 from nodes that do not say (the
+        /// first releases).
+        #[serde(default)]
+        replication: u32,
     },
     Error {
         kind: ErrorKind,
@@ -412,9 +422,14 @@ mod tests {
             consistency: Consistency::Quorum,
             lww: false,
             forwarded: false,
+            write_id: Some(u128::MAX - 7),
         };
         let bytes = encode_request(&req, Some(Duration::from_millis(1500)));
-        assert!(bytes.len() < 1100, "bytes are not encoded one integer each");
+        assert!(
+            bytes.len() < 1150,
+            "{} bytes: not encoded one integer each",
+            bytes.len()
+        );
         assert_eq!(
             decode_request(&bytes).unwrap(),
             (req.clone(), Some(Duration::from_millis(1500)))

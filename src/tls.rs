@@ -47,6 +47,16 @@ pub struct Identity {
     roots: Arc<RootCertStore>,
 }
 
+impl Clone for Identity {
+    fn clone(&self) -> Identity {
+        Identity {
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+            roots: self.roots.clone(),
+        }
+    }
+}
+
 impl Identity {
     pub fn new(own: &Pem, ca_cert_pem: &str) -> Result<Identity, TlsError> {
         let pem_err = |what| {

@@ -60,8 +60,13 @@ pub const SIBLINGS_MAX: usize = 64;
 /// The most entries a vector clock keeps; older entries are pruned past this.
 pub const CLOCK_ENTRIES_MAX: usize = 16;
 
-/// The format byte that starts every [`Siblings::encode`] output.
+/// The format byte that starts [`Siblings::encode`]'s output when no version carries a write
+/// id (what nodes of earlier releases read).
 pub const SIBLINGS_FORMAT: u8 = 2;
+
+/// The format byte of siblings of which some version carries a write id: format 2 with, after
+/// each version's value, a tag byte (0: none, 1: an id of 16 bytes, little-endian follows).
+pub const SIBLINGS_FORMAT_WRITE_IDS: u8 = 3;
 
 /// Largest counter a clock may carry: far beyond any real node's writes, far below
 /// `u64::MAX`, where new dots would saturate and collide.
@@ -265,6 +270,11 @@ pub struct Version {
     /// The value, or `None` for a tombstone (a versioned delete).
     #[serde(with = "opt_bytes")]
     pub value: Option<Vec<u8>>,
+    /// The id the client chose for the logical write (the same on every retry of it), if it
+    /// sent one. Two versions with one write id and one value are one write applied twice
+    /// (retried through another coordinator): [`Siblings::values`] shows it once.
+    #[serde(default)]
+    pub write_id: Option<u128>,
 }
 
 impl Version {
@@ -324,6 +334,7 @@ impl Version {
             .then_with(|| self.clock.total_cmp(&other.clock))
             .then_with(|| self.dot.cmp(&other.dot))
             .then_with(|| self.value.cmp(&other.value))
+            .then_with(|| self.write_id.cmp(&other.write_id))
     }
 
     /// Returns true when this version wins over `other` in a merge: it dominates it, or has
@@ -408,6 +419,7 @@ pub fn new_version_against(
         },
         timestamp_ms: now_ms,
         value,
+        write_id: None,
     }
 }
 
@@ -483,9 +495,23 @@ impl Siblings {
         self.versions.iter().all(Version::is_tombstone)
     }
 
-    /// Iterates over the live values (tombstones skipped), in canonical order.
+    /// Iterates over the live values (tombstones skipped), in canonical order, one per logical
+    /// write: a version with the write id and value of an earlier one is the same write
+    /// applied twice (a client's retry through another coordinator) and is skipped. Both stay
+    /// stored, so the merge laws are untouched, and both are covered by [`Siblings::context`],
+    /// so a put with that context supersedes both.
     pub fn values(&self) -> impl Iterator<Item = &[u8]> {
-        self.versions.iter().filter_map(|v| v.value.as_deref())
+        self.versions.iter().enumerate().filter_map(|(i, v)| {
+            let repeat = v.write_id.is_some()
+                && self.versions[..i]
+                    .iter()
+                    .any(|w| w.write_id == v.write_id && w.value == v.value);
+            if repeat {
+                None
+            } else {
+                v.value.as_deref()
+            }
+        })
     }
 
     /// Resolves the siblings by last write wins: keeps only the version with the highest
@@ -553,7 +579,12 @@ impl Siblings {
                 .map(Version::encoded_hint)
                 .sum::<usize>(),
         );
-        out.push(SIBLINGS_FORMAT);
+        let write_ids = self.versions.iter().any(|v| v.write_id.is_some());
+        out.push(if write_ids {
+            SIBLINGS_FORMAT_WRITE_IDS
+        } else {
+            SIBLINGS_FORMAT
+        });
         put_u32(&mut out, self.versions.len() as u32);
         for v in &self.versions {
             put_u32(&mut out, v.clock.entries.len() as u32);
@@ -574,6 +605,15 @@ impl Siblings {
                     out.extend_from_slice(value);
                 }
             }
+            if write_ids {
+                match v.write_id {
+                    None => out.push(0),
+                    Some(id) => {
+                        out.push(1);
+                        out.extend_from_slice(&id.to_le_bytes());
+                    }
+                }
+            }
         }
         out
     }
@@ -585,11 +625,13 @@ impl Siblings {
         let (&format, body) = bytes
             .split_first()
             .ok_or_else(|| bad("the input is empty".into()))?;
-        if format != SIBLINGS_FORMAT {
+        if format != SIBLINGS_FORMAT && format != SIBLINGS_FORMAT_WRITE_IDS {
             return Err(bad(format!(
-                "unknown format byte {format} (expected {SIBLINGS_FORMAT})"
+                "unknown format byte {format} (expected {SIBLINGS_FORMAT} or \
+                 {SIBLINGS_FORMAT_WRITE_IDS})"
             )));
         }
+        let write_ids = format == SIBLINGS_FORMAT_WRITE_IDS;
         let mut r = Reader(body);
         let versions = (|| {
             let count = r.u32()? as usize;
@@ -623,11 +665,23 @@ impl Siblings {
                     }
                     tag => return Err(format!("unknown value tag {tag}")),
                 };
+                let write_id = if write_ids {
+                    match r.take(1)?[0] {
+                        0 => None,
+                        1 => Some(u128::from_le_bytes(
+                            r.take(16)?.try_into().expect("16 bytes"),
+                        )),
+                        tag => return Err(format!("unknown write id tag {tag}")),
+                    }
+                } else {
+                    None
+                };
                 versions.push(Version {
                     clock,
                     dot,
                     timestamp_ms,
                     value,
+                    write_id,
                 });
             }
             if !r.0.is_empty() {
@@ -645,7 +699,9 @@ impl Version {
     fn encoded_len(&self) -> usize {
         let clock: usize = self.clock.entries.keys().map(|k| 4 + k.len() + 16).sum();
         let value = self.value.as_ref().map_or(0, |v| 4 + v.len());
-        4 + clock + 4 + self.dot.node.len() + 16 + 8 + 1 + value
+        // A write id costs its tag and 16 bytes (and the tag alone in format 3 without one).
+        let write_id = self.write_id.map_or(0, |_| 17);
+        4 + clock + 4 + self.dot.node.len() + 16 + 8 + 1 + value + write_id
     }
 
     fn encoded_hint(&self) -> usize {
@@ -1168,6 +1224,63 @@ mod tests {
         assert_eq!(Siblings::decode(&empty.encode()), Ok(empty));
     }
 
+    /// Siblings of which a version has a write id are encoded in format 3 and read back with
+    /// it; without write ids the format stays 2, what earlier releases read.
+    #[test]
+    fn write_ids_round_trip_in_format_3() {
+        let plain = put(&Siblings::default(), &VClock::new(), "a", 1, Some(b"v1"));
+        let mut v = new_version(&VClock::new(), "b", 2, Some(b"v2".to_vec()), 16);
+        v.write_id = Some(u128::MAX - 1);
+        let s = plain.merge(&Siblings::from(v));
+        let bytes = s.encode();
+        assert_eq!(bytes[0], SIBLINGS_FORMAT_WRITE_IDS);
+        assert_eq!(Siblings::decode(&bytes), Ok(s.clone()));
+        assert_eq!(plain.encode()[0], SIBLINGS_FORMAT);
+        let mut bad = bytes.clone();
+        let tag = bytes.len() - 17;
+        bad[tag] = 9;
+        assert!(Siblings::decode(&bad).is_err());
+    }
+
+    /// One logical write applied through two coordinators (a client's retry) is two versions
+    /// with one write id: stored both, shown once, and both superseded by a put with the
+    /// context of a get. A different write with the same value is still its own sibling.
+    #[test]
+    fn a_write_applied_twice_shows_once() {
+        let base = put(&Siblings::default(), &VClock::new(), "a", 1, Some(b"old"));
+        let ctx = base.context();
+        let through = |node: &str, stored: &Siblings, id: Option<u128>| {
+            let mut v = new_version_against(
+                stored,
+                &ctx,
+                node,
+                0,
+                5,
+                Some(b"new".to_vec()),
+                CLOCK_ENTRIES_MAX,
+            );
+            v.write_id = id;
+            Siblings::from(v)
+        };
+        let first = through("a", &base, Some(7));
+        let retry = through("b", &base, Some(7));
+        let merged = base.merge(&first).merge(&retry);
+        assert_eq!(merged.len(), 2, "both applications are kept: {merged:?}");
+        assert_eq!(merged.values().collect::<Vec<_>>(), vec![&b"new"[..]]);
+        let resolved = put(&merged, &merged.context(), "c", 9, Some(b"final"));
+        assert_eq!(resolved.values().collect::<Vec<_>>(), vec![&b"final"[..]]);
+        assert_eq!(resolved.len(), 1);
+        let other = through("b", &base, Some(8));
+        let two = base.merge(&first).merge(&other);
+        assert_eq!(
+            two.values().count(),
+            2,
+            "another write with the same value is a sibling"
+        );
+        let blind = through("b", &base, None).merge(&through("c", &base, None));
+        assert_eq!(blind.values().count(), 2);
+    }
+
     #[test]
     fn values_are_stored_as_byte_strings() {
         let v = new_version(&VClock::new(), "a", 1, Some(vec![0xAB; 300]), 16);
@@ -1211,8 +1324,9 @@ mod tests {
             1u64..3,
             0u64..3,
             prop::option::of(prop::collection::vec(0u8..2, 0..2)),
+            prop::option::of(0u128..2),
         )
-            .prop_map(|(counters, stamps, node, seen, gap, ts, value)| {
+            .prop_map(|(counters, stamps, node, seen, gap, ts, value, write_id)| {
                 let mut clock = VClock::new();
                 for i in 0..NODES.len() {
                     if counters[i] > 0 {
@@ -1242,6 +1356,7 @@ mod tests {
                     },
                     timestamp_ms: ts,
                     value,
+                    write_id,
                 }
             })
     }

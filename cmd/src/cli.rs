@@ -44,6 +44,9 @@ pub enum Command {
     Put(PutArgs),
     /// Delete a key (writes a versioned tombstone).
     Delete(DeleteArgs),
+    /// An interactive shell (REPL): get, put, delete, ring, status, CONSISTENCY, OUTPUT, help.
+    /// With standard input not a terminal, runs its lines as a script.
+    Shell(ShellArgs),
     /// Compare every token range's replicas (Merkle trees) and merge what differs into each.
     Repair(RepairArgs),
     /// Run a YCSB-style workload against the cluster and report throughput and latency.
@@ -274,6 +277,16 @@ pub struct RequestArgs {
 
 fn parse_consistency(s: &str) -> Result<Consistency, String> {
     s.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// The node that coordinates every request (default: any).
+    #[arg(long, value_name = "ADDR")]
+    pub node: Option<SocketAddr>,
+    /// The level the shell starts at: ONE, QUORUM or ALL (`CONSISTENCY` changes it).
+    #[arg(long, value_name = "LEVEL", default_value = "quorum", value_parser = parse_consistency)]
+    pub consistency: Consistency,
 }
 
 #[derive(Debug, Args)]

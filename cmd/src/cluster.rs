@@ -1,6 +1,5 @@
 //! `kvctl cluster up|down|status`: a local multi-node cluster on loopback.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +11,8 @@ use kvctl::certs::{self, Validity};
 use kvctl::client::Client;
 use kvctl::context::{ClusterSecret, SECRET_FILE};
 use kvctl::home::{self, ClusterFile, NodeEntry};
-use kvctl::ring::{build_balanced, Ring};
+use kvctl::ring::build_balanced;
+use kvctl_shell::view::{self, StatusView};
 
 use crate::cli::{ClusterUpArgs, Output, StatusArgs};
 use crate::output;
@@ -300,68 +300,10 @@ pub async fn print_status(
     output: Output,
 ) -> anyhow::Result<()> {
     let (responder, members) = client.status(node).await?;
-    let ring = Ring::new(
-        members
-            .iter()
-            .map(|m| (m.member.id.clone(), m.member.tokens.clone())),
-    );
-    let ownership = ring.ownership();
-    let dirs: BTreeMap<String, PathBuf> = home::read(home)
-        .map(|c| {
-            c.nodes
-                .iter()
-                .map(|n| (n.id.clone(), node_dir(home, n)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut rows = Vec::new();
-    let mut json = Vec::new();
-    for m in &members {
-        let pid = dirs.get(&m.member.id).and_then(|d| running_pid(d));
-        let state = if m.up {
-            format!("{:?}", m.member.state).to_lowercase()
-        } else {
-            "down".into()
-        };
-        let owned = ownership.get(&m.member.id).copied().unwrap_or(0.0);
-        rows.push(vec![
-            m.member.id.clone(),
-            m.member.addr.to_string(),
-            state.clone(),
-            pid.map_or("-".into(), |p| p.to_string()),
-            output::percent(owned),
-            format!("{:.1} s", m.heartbeat_age_ms as f64 / 1000.0),
-            m.member.hints_pending.to_string(),
-            m.member.siblings_trimmed.to_string(),
-        ]);
-        json.push(serde_json::json!({
-            "id": m.member.id,
-            "address": m.member.addr.to_string(),
-            "state": state,
-            "pid": pid,
-            "ownership": owned,
-            "last_gossip_age_ms": m.heartbeat_age_ms,
-            "tokens": m.member.tokens.len(),
-            "phi": (m.phi * 100.0).round() / 100.0,
-            "hints_pending": m.member.hints_pending,
-            "siblings_trimmed": m.member.siblings_trimmed,
-        }));
-    }
+    let status = StatusView::new(responder, members, view::local_pids(home, running_pid));
     match output {
-        Output::Json => output::json(&serde_json::json!({ "seen_by": responder, "nodes": json }))?,
-        Output::Table => output::table(
-            &[
-                "node",
-                "address",
-                "state",
-                "pid",
-                "ownership",
-                "last gossip",
-                "hints",
-                "trimmed",
-            ],
-            rows,
-        )?,
+        Output::Json => output::json(&status.json())?,
+        Output::Table => output::text(&status.text())?,
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! - `cluster`: `kvctl cluster up|down|status` and `kvctl status`; `process` starts and stops
 //!   the node processes of a local cluster.
 //! - `kv`: `kvctl get|put|delete`; `ring`: `kvctl ring`; `cert`: `kvctl cert`.
+//! - `kvctl shell` is the `kvctl-shell` crate; `kvctl ring` and `kvctl status` print its views.
 //! - `bench`: `kvctl bench`, YCSB-style workloads; `disk`: its disk check (`--workload fsync`).
 //! - `completions`: `kvctl completions SHELL`; `output`: tables and JSON.
 
@@ -91,6 +92,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Put(args) => runtime()?.block_on(kv::put(&home()?, args))?,
         Command::Delete(args) => runtime()?.block_on(kv::delete(&home()?, args))?,
+        Command::Shell(args) => {
+            let options = kvctl_shell::Options {
+                home: home()?,
+                node: args.node,
+                consistency: args.consistency,
+                node_pid: process::running_pid,
+            };
+            if !kvctl_shell::run(options)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Repair(args) => runtime()?.block_on(repair::run(&home()?, args))?,
         Command::Bench(args) if args.workload == Workload::Fsync => {
             let dir = match &args.dir {

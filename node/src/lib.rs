@@ -5,8 +5,8 @@
 //!   and the I/O the coordinators ask for (sends, local reads and writes, timers).
 //! - [`coordinator`]: gets and puts as I/O-free state machines (which replicas to ask,
 //!   counting toward the level, merging, read repair, forwarding).
-//! - [`placement`]: a key's primaries and the fallbacks after them, from the ring and the
-//!   members' states.
+//! - [`placement`]: a key's primaries and the fallbacks after them (`kvctl::placement`,
+//!   shared with the client SDK).
 //! - [`admission`]: connections per node and per peer, and the node's limits.
 //! - [`keyspace`]: the engine's keys: data keys ordered by ring token, hints, node metadata.
 //! - [`migration`]: opening a data directory at this build's format, migrating older ones.
@@ -32,7 +32,7 @@ pub mod membership;
 pub mod merkle;
 pub mod migration;
 pub mod pacer;
-pub mod placement;
+pub use kvctl::placement;
 pub mod quorum;
 pub mod repair;
 pub mod replica;

@@ -141,6 +141,8 @@ struct Put {
     level: Consistency,
     lww: bool,
     forwarded: bool,
+    /// The client's id for the logical write (see [`Request::Put`]).
+    write_id: Option<u128>,
 }
 
 pub struct Node {
@@ -163,7 +165,14 @@ pub struct Node {
     hints: Arc<Hints>,
     /// Token ranges known in sync on every replica, and since when (wall clock, ms).
     synced: Mutex<BTreeMap<(u128, u128), u64>>,
+    /// Fault injection for tests ([`CRASH_BEFORE_PUT_REPLY_ENV`]).
+    crash_before_put_reply: bool,
 }
+
+/// Fault injection for tests: the node whose id this environment variable names kills itself
+/// (SIGKILL) after it coordinated a put to success, just before the reply leaves, as a crash
+/// at the worst moment for the client would: the write is applied, the client never hears.
+pub const CRASH_BEFORE_PUT_REPLY_ENV: &str = "KVCTL_FAILPOINT_CRASH_BEFORE_PUT_REPLY";
 
 /// Sends a hint's write to the node it is for: acknowledged once durable there. A write the
 /// target refuses as malformed or over its limits would be refused forever: it counts as
@@ -480,6 +489,8 @@ impl Node {
             placement: Placement::new(config.replication),
             reads: tokio::sync::Semaphore::new(admission::ENGINE_READS_MAX),
             bulk: Arc::new(tokio::sync::Semaphore::new(admission::BULK_TRANSFERS_MAX)),
+            crash_before_put_reply: std::env::var(CRASH_BEFORE_PUT_REPLY_ENV)
+                .is_ok_and(|id| id == config.id),
             config,
         });
         let gossip = tokio::spawn(node.clone().gossip_loop());
@@ -626,6 +637,7 @@ impl Node {
                 consistency,
                 lww,
                 forwarded,
+                write_id,
             } => {
                 let put = Put {
                     key: key.into_vec(),
@@ -634,6 +646,7 @@ impl Node {
                     level: consistency,
                     lww,
                     forwarded,
+                    write_id,
                 };
                 self.put(put, budget, deadline).await
             }
@@ -648,6 +661,7 @@ impl Node {
                 Response::Members {
                     node: self.config.id.clone(),
                     members: self.membership.lock().views(now),
+                    replication: self.placement.replication() as u32,
                 }
             }
             Request::Status => {
@@ -656,6 +670,7 @@ impl Node {
                 Response::Members {
                     node: self.config.id.clone(),
                     members: views,
+                    replication: self.placement.replication() as u32,
                 }
             }
             Request::ReplicaScan { after, upto } => return self.replica_scan(after, upto, &budget),
@@ -911,6 +926,7 @@ impl Node {
             level,
             lww,
             forwarded,
+            write_id,
         } = put;
         if let Err(e) = self.check_key(&key) {
             return e;
@@ -958,6 +974,7 @@ impl Node {
                     consistency: level,
                     lww,
                     forwarded: true,
+                    write_id,
                 };
                 return self.forward(forwarder, request, deadline).await;
             }
@@ -973,12 +990,22 @@ impl Node {
         let local = self
             .replica
             .update(&key, value_bytes, move |stored, floor| {
+                // A retry of a write this node already stores (its client lost the reply):
+                // send that version on again instead of making a second one.
+                if let Some(applied) = write_id.and_then(|id| {
+                    stored
+                        .versions
+                        .iter()
+                        .find(|v| v.write_id == Some(id) && v.value == value)
+                }) {
+                    return Ok(Siblings::from(applied.clone()));
+                }
                 let context = if lww {
                     stored.context().merge(&context)
                 } else {
                     context
                 };
-                Ok(Siblings::from(new_version_against(
+                let mut version = new_version_against(
                     stored,
                     &context,
                     &me,
@@ -986,7 +1013,9 @@ impl Node {
                     now,
                     value,
                     CLOCK_ENTRIES_MAX,
-                )))
+                );
+                version.write_id = write_id;
+                Ok(Siblings::from(version))
             })
             .await;
         let Prepared { incoming, durable } = match local {
@@ -1046,6 +1075,9 @@ impl Node {
         // their hints, after the client has its answer.
         if !write.c.is_settled() {
             tokio::spawn(write.run_until_settled());
+        }
+        if self.crash_before_put_reply && matches!(outcome, WriteOutcome::Done) {
+            crash_now();
         }
         match outcome {
             // The context of the new version alone: siblings it did not see stay unseen.
@@ -1830,6 +1862,15 @@ impl Node {
                 ),
             ),
         }
+    }
+}
+
+/// Kills this process with SIGKILL (see [`CRASH_BEFORE_PUT_REPLY_ENV`]).
+fn crash_now() {
+    eprintln!("{CRASH_BEFORE_PUT_REPLY_ENV}: killing this node before the put's reply");
+    // SAFETY: sending a signal to this process; nothing else is touched.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
     }
 }
 
