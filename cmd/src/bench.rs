@@ -110,7 +110,12 @@ pub async fn run(home: &Path, args: BenchArgs) -> anyhow::Result<()> {
     if args.records == 0 || args.concurrency == 0 {
         bail!("--records and --concurrency must be positive");
     }
-    let client = Arc::new(Client::from_home(home)?);
+    let client = Arc::new(
+        Client::builder_from_home(home)?
+            .attempts_max(args.attempts)
+            .build()?,
+    );
+    let node = args.node;
     let value = vec![b'v'; args.value_size];
     let level = args.consistency;
     let order = args.key_order;
@@ -136,7 +141,7 @@ pub async fn run(home: &Path, args: BenchArgs) -> anyhow::Result<()> {
                         None,
                         level,
                         false,
-                        None,
+                        node,
                     )
                     .await?;
                 load.inc(1);
@@ -180,10 +185,10 @@ pub async fn run(home: &Path, args: BenchArgs) -> anyhow::Result<()> {
                 let read = rng.random_range(0..100) < read_percent;
                 let began = Instant::now();
                 let ok = if read {
-                    client.get(k.as_bytes(), level, None).await.is_ok()
+                    client.get(k.as_bytes(), level, node).await.is_ok()
                 } else {
                     client
-                        .put(k.as_bytes(), Some(&value), None, level, true, None)
+                        .put(k.as_bytes(), Some(&value), None, level, true, node)
                         .await
                         .is_ok()
                 };

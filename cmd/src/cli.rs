@@ -370,6 +370,14 @@ pub struct BenchArgs {
     /// Directory on the disk to check, for --workload fsync (default: the home directory).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Send every request to this node (it coordinates them all; no retries elsewhere)
+    /// instead of to a replica of each key (token-aware routing, the default).
+    #[arg(long, value_name = "ADDR")]
+    pub node: Option<SocketAddr>,
+    /// Tries of one request at most, the first included (1: no retries).
+    #[arg(long, value_name = "N", default_value_t = kvctl::retry::ATTEMPTS_DEFAULT,
+          value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=10))]
+    pub attempts: u32,
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
 }
