@@ -200,7 +200,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__bench)
-            opts="-h -V --workload --records --operations --value-size --concurrency --consistency --seed --key-order --dir --output --home --help --version"
+            opts="-h -V --workload --records --operations --value-size --concurrency --consistency --seed --key-order --dir --node --attempts --output --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -239,6 +239,14 @@ _kvctl() {
                     return 0
                     ;;
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --attempts)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

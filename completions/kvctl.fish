@@ -161,6 +161,8 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l seed -d 'Seed of t
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l key-order -d 'Record keys in number order (user000000000042) or hashed (YCSB\'s default)' -r -f -a "ordered\t''
 hashed\t''"
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l dir -d 'Directory on the disk to check, for --workload fsync (default: the home directory)' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l node -d 'Send every request to this node (it coordinates them all; no retries elsewhere) instead of to a replica of each key (token-aware routing, the default)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l attempts -d 'Tries of one request at most, the first included (1: no retries)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l output -r -f -a "table\t''
 json\t''"
 complete -c kvctl -n "__fish_kvctl_using_subcommand bench" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
