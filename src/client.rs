@@ -198,7 +198,7 @@ impl ClientBuilder {
     }
 
     /// Give every put a write id (default), which makes retrying it safe. Without, a put
-    /// that may have been applied is tried again only with a context or last-write-wins.
+    /// that may have been applied is not tried again (only one that never left is).
     pub fn write_ids(mut self, on: bool) -> ClientBuilder {
         self.config.write_ids = on;
         self
@@ -218,6 +218,7 @@ impl ClientBuilder {
                 fetch: tokio::sync::Mutex::new(()),
                 next: AtomicUsize::new(0),
                 failed: Mutex::new(HashMap::new()),
+                fetch_failed: Mutex::new(None),
             }),
         })
     }
@@ -241,8 +242,12 @@ struct Inner {
     /// One first fetch at a time (requests made at once share it).
     fetch: tokio::sync::Mutex<()>,
     next: AtomicUsize,
-    /// Nodes that failed lately: when, and how many times in a row.
+    /// Nodes that failed lately: when last, and how many times in a row (an entry goes when
+    /// the node answers; at most one per node the client knows).
     failed: Mutex<HashMap<SocketAddr, (Instant, u32)>>,
+    /// When the last first fetch of the topology failed (no node answered): requests that
+    /// waited for it go on without one instead of each trying again.
+    fetch_failed: Mutex<Option<Instant>>,
 }
 
 impl Client {
@@ -370,7 +375,7 @@ impl Client {
             write_id,
         };
         let operation = Operation::Write {
-            idempotent: write_id.is_some() || context.is_some() || lww,
+            idempotent: write_id.is_some(),
         };
         // The value may be handed on twice (to a replica, then to the others) before the reply.
         let extra = size_allowance(value.map_or(0, <[u8]>::len)) * 3;
@@ -484,8 +489,15 @@ impl Inner {
             }
             None => {
                 let _one = self.fetch.lock().await;
-                if self.topology.read().is_none() {
+                let failed_lately = self
+                    .fetch_failed
+                    .lock()
+                    .is_some_and(|at| at.elapsed() < self.config.topology_refresh);
+                if self.topology.read().is_none() && !failed_lately {
                     self.refresh().await;
+                    if self.topology.read().is_none() {
+                        *self.fetch_failed.lock() = Some(Instant::now());
+                    }
                 }
                 self.topology.read().as_ref().map(|(t, _)| t.clone())
             }
@@ -570,10 +582,14 @@ impl Inner {
                 known
             }
         };
-        // Nodes that failed lately go last (the sort is stable: the order above breaks ties).
-        let mut failed = self.failed.lock();
-        failed.retain(|_, (at, count)| at.elapsed() < failed_node_backoff(*count));
-        order.sort_by_key(|addr| failed.contains_key(addr));
+        // Nodes in their backoff go last (the sort is stable: the order above breaks ties). A
+        // node's failures in a row are kept until it answers, so its backoff keeps doubling.
+        let failed = self.failed.lock();
+        order.sort_by_key(|addr| {
+            failed
+                .get(addr)
+                .is_some_and(|(at, count)| at.elapsed() < failed_node_backoff(*count))
+        });
         order
     }
 
@@ -641,10 +657,10 @@ impl Inner {
                     return Ok((addr, response));
                 }
                 Err(e) => {
+                    // Only a request that never got a stream is known not to be taken;
+                    // admission control refuses a request with an `Unavailable` answer.
                     let failure = match e {
-                        TransportError::Connect { .. } | TransportError::Refused { .. } => {
-                            Failure::NotSent
-                        }
+                        TransportError::Connect { .. } => Failure::NotSent,
                         TransportError::Setup(_) => return Err(e.into()),
                         _ => Failure::Lost,
                     };
@@ -658,6 +674,14 @@ impl Inner {
                 }
             };
             if !self.config.retry.may_retry(operation, failure, attempt) {
+                let unsure = failure == Failure::Lost
+                    && operation == (Operation::Write { idempotent: false });
+                if let (true, Some(last)) = (unsure, failures.last_mut()) {
+                    last.reason.push_str(
+                        "; not tried again: the put may have been applied, and without a \
+                         write id a second try could apply it twice",
+                    );
+                }
                 break;
             }
         }

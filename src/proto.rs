@@ -102,6 +102,11 @@ pub struct Member {
     /// Hints the node holds for other nodes (writes they missed), not yet delivered.
     #[serde(default)]
     pub hints_pending: u64,
+    /// The newest format of encoded siblings the node reads (see
+    /// [`crate::version::SIBLINGS_FORMAT_WRITE_IDS`]); 0 from releases that did not say, which
+    /// read format 2 only.
+    #[serde(default)]
+    pub siblings_format_max: u8,
 }
 
 /// A member as one node sees it.

@@ -2,11 +2,13 @@
 //! between tries. No I/O: [`RetryPolicy::may_retry`] judges one failure of one operation.
 //!
 //! A request may be tried again only when that cannot apply it twice. A read can always be.
-//! A write whose request never left (no connection, or refused by admission control before it
-//! was read) was not applied. A write that may have been applied (its reply was lost, or the
+//! A write whose request never left (no connection, no stream) was not applied. A write that
+//! may have been applied (its reply was lost, its connection closed after it went out, or the
 //! coordinator reached fewer replicas than the level asked and some may hold it) is tried again
-//! only when it is idempotent: it carries a write id (the SDK's default, see
-//! [`crate::proto::Request::Put`]), or, without one, a causal context or last-write-wins.
+//! only when it is idempotent, which takes a write id (the SDK's default, see
+//! [`crate::proto::Request::Put`]). A causal context or last-write-wins does not make a put
+//! idempotent here: applied twice through two coordinators, it gives two concurrent versions
+//! with the same value, the duplicate siblings write ids exist to prevent.
 
 use std::time::Duration;
 
@@ -25,8 +27,7 @@ pub enum Operation {
 /// How one try of a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// The request never reached the node: it could not be reached, or refused the request
-    /// unread (admission control).
+    /// The request never reached the node: no connection or stream could be opened.
     NotSent,
     /// The request was sent but its reply did not come (timeout, connection lost): the node
     /// may have applied it.

@@ -143,6 +143,7 @@ mod tests {
                     incarnation: 1,
                     siblings_trimmed: 0,
                     hints_pending: 0,
+                    siblings_format_max: 0,
                 },
                 heartbeat_age_ms: 0,
                 up: !down.contains(&i),

@@ -59,8 +59,13 @@ pub fn size_allowance(bytes: usize) -> Duration {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
+    /// The request was never sent: no connection, or no stream on it.
     #[error("cannot reach {addr}: {reason}")]
     Connect { addr: SocketAddr, reason: String },
+    /// The connection closed after the request went out (in part or whole): the peer may have
+    /// taken it.
+    #[error("lost the connection to {addr}: {reason}")]
+    ConnectionLost { addr: SocketAddr, reason: String },
     #[error("{addr} did not answer within {} ms", timeout.as_millis())]
     Timeout { addr: SocketAddr, timeout: Duration },
     #[error("stream to {addr} failed: {reason}")]
@@ -218,7 +223,12 @@ impl Transport {
                 .lock()
                 .get(&addr)
                 .is_some_and(|c| c.close_reason().is_some());
-            if dead || matches!(result, Err(TransportError::Connect { .. })) {
+            if dead
+                || matches!(
+                    result,
+                    Err(TransportError::Connect { .. } | TransportError::ConnectionLost { .. })
+                )
+            {
                 self.forget(addr);
             }
         }
@@ -284,7 +294,7 @@ impl Transport {
         // When the peer closed the whole connection (it refused our certificate, say), its
         // reason says more than the stream's "connection lost".
         let stream_err = |e: &dyn std::fmt::Display| match conn.close_reason() {
-            Some(closed) => TransportError::Connect {
+            Some(closed) => TransportError::ConnectionLost {
                 addr,
                 reason: connect_reason(&closed),
             },

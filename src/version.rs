@@ -552,16 +552,16 @@ impl Siblings {
     /// key only gets there when clients keep writing it without contexts.
     pub fn trim(&mut self, siblings_max: usize, bytes_max: usize) -> usize {
         let keep_max = siblings_max.max(1);
-        let mut bytes = 5 + self
-            .versions
-            .iter()
-            .map(Version::encoded_len)
-            .sum::<usize>();
+        // In format 3 a version without a write id still takes its tag byte (counted here
+        // while any version has one: an over-estimate once those are dropped).
+        let ids = self.versions.iter().any(|v| v.write_id.is_some());
+        let len = |v: &Version| v.encoded_len() + usize::from(ids && v.write_id.is_none());
+        let mut bytes = 5 + self.versions.iter().map(len).sum::<usize>();
         let mut drop = 0;
         while self.versions.len() - drop > keep_max
             || (bytes > bytes_max && self.versions.len() - drop > 1)
         {
-            bytes -= self.versions[drop].encoded_len();
+            bytes -= len(&self.versions[drop]);
             drop += 1;
         }
         self.versions.drain(..drop);
@@ -699,7 +699,8 @@ impl Version {
     fn encoded_len(&self) -> usize {
         let clock: usize = self.clock.entries.keys().map(|k| 4 + k.len() + 16).sum();
         let value = self.value.as_ref().map_or(0, |v| 4 + v.len());
-        // A write id costs its tag and 16 bytes (and the tag alone in format 3 without one).
+        // A write id costs its tag and 16 bytes (a version without one in format 3 costs the
+        // tag alone: see `trim`).
         let write_id = self.write_id.map_or(0, |_| 17);
         4 + clock + 4 + self.dot.node.len() + 16 + 8 + 1 + value + write_id
     }
@@ -1117,6 +1118,30 @@ mod tests {
         let err = s.check(3).unwrap_err();
         assert_eq!(err, VersionError::TooManySiblings { count: 4, max: 3 });
         assert!(err.to_string().contains("4 siblings"));
+    }
+
+    /// With write ids on some versions (format 3), a trim to any byte bound leaves an
+    /// encoding within it: the tag byte of a version without an id is counted too.
+    #[test]
+    fn trim_counts_the_write_id_tags() {
+        let mut s = Siblings::default();
+        for i in 0..8u64 {
+            let mut v = new_version(
+                &VClock::new(),
+                &format!("n{i}"),
+                100 + i,
+                Some(vec![1; 50]),
+                16,
+            );
+            v.write_id = (i == 7).then_some(42);
+            s = s.merge(&Siblings::from(v));
+        }
+        let full = s.encode().len();
+        for bound in (full - 200..full).step_by(7) {
+            let mut t = s.clone();
+            t.trim(SIBLINGS_MAX, bound);
+            assert!(t.encode().len() <= bound, "{} > {bound}", t.encode().len());
+        }
     }
 
     /// Trimming keeps the newest versions within both bounds, counts what it drops, never

@@ -110,6 +110,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
             incarnation: 1,
             siblings_trimmed: 0,
             hints_pending: 0,
+            siblings_format_max: 0,
         },
         // A member whose id sorts before node-1's, claiming node-1's tokens to win the ties.
         Member {
@@ -122,6 +123,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
             incarnation: 1,
             siblings_trimmed: 0,
             hints_pending: 0,
+            siblings_format_max: 0,
         },
     ]
     .into_iter()
@@ -136,6 +138,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
         incarnation: 1,
         siblings_trimmed: 0,
         hints_pending: 0,
+        siblings_format_max: 0,
     }))
     .collect();
     for _ in 0..3 {

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use kvctl::certs::check_node_id;
 use kvctl::proto::{Member, MemberView};
 use kvctl::ring::Ring;
+use kvctl::version::SIBLINGS_FORMAT_WRITE_IDS;
 
 use crate::failure_detector::{ArrivalWindow, PHI_CONVICT_THRESHOLD_DEFAULT};
 
@@ -101,6 +102,8 @@ pub struct Membership {
     phi_convict_threshold: f64,
     /// The ring of the members' tokens, rebuilt only when tokens change (requests read it).
     ring: Arc<Ring>,
+    /// Whether every member reads siblings with write ids (see [`Membership::all_read_write_ids`]).
+    all_read_write_ids: bool,
 }
 
 impl Membership {
@@ -116,8 +119,10 @@ impl Membership {
             rng,
             phi_convict_threshold: PHI_CONVICT_THRESHOLD_DEFAULT,
             ring: Arc::new(Ring::empty()),
+            all_read_write_ids: false,
         };
         membership.rebuild_ring();
+        membership.note_formats();
         membership
     }
 
@@ -214,7 +219,20 @@ impl Membership {
         if tokens_changed {
             self.rebuild_ring();
         }
+        self.note_formats();
         merged
+    }
+
+    /// Whether every member this node knows (up or down: a down one gets hints and repairs
+    /// later) reads siblings that carry write ids, so that versions may keep theirs.
+    pub fn all_read_write_ids(&self) -> bool {
+        self.all_read_write_ids
+    }
+
+    fn note_formats(&mut self) {
+        self.all_read_write_ids = std::iter::once(&self.me)
+            .chain(self.others.values().map(|k| &k.member))
+            .all(|m| m.siblings_format_max >= SIBLINGS_FORMAT_WRITE_IDS);
     }
 
     /// Checks one entry and takes it in if it is newer.
@@ -433,7 +451,27 @@ mod tests {
             incarnation: u64::from(i),
             siblings_trimmed: 0,
             hints_pending: 0,
+            siblings_format_max: 0,
         }
+    }
+
+    /// Versions keep write ids only once every known member, itself included, says it reads
+    /// format 3: a member of an earlier release (no field: 0) holds them back until it
+    /// comes back upgraded.
+    #[test]
+    fn write_ids_wait_for_every_member_to_read_them() {
+        let upgraded = |i| Member {
+            siblings_format_max: SIBLINGS_FORMAT_WRITE_IDS,
+            ..member(i)
+        };
+        let mut m = Membership::new(upgraded(1), vec![]);
+        assert!(m.all_read_write_ids(), "alone and upgraded");
+        m.merge(vec![upgraded(2), member(3)], Some("node-2"), 1_000, 1_000);
+        assert!(!m.all_read_write_ids(), "node-3 is of an earlier release");
+        let mut back = upgraded(3);
+        back.generation = 2;
+        m.merge(vec![back], Some("node-3"), 2_000, 2_000);
+        assert!(m.all_read_write_ids());
     }
 
     /// A member first learned from another node's gossip is not up on its word (it may have

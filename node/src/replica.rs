@@ -547,7 +547,13 @@ fn apply(
         Job::Update { make, prepared } => {
             let made = make(stored, lease.floor()).map_err(ReplicaError::from);
             let outcome = made.and_then(|incoming| {
-                for v in &incoming.versions {
+                // A version already stored (a retried put's, sent on again) was checked when
+                // it came; it may be another node's, whose counters are not this lease's.
+                let new = incoming
+                    .versions
+                    .iter()
+                    .filter(|v| !stored.versions.contains(v));
+                for v in new {
                     if v.dot.seen > lease.bound() {
                         return Err(ReplicaError::Version(VersionError::BadContext {
                             reason: format!(

@@ -18,7 +18,7 @@ use kvctl::tls::{Identity, Peer};
 use kvctl::transport::{
     serve_stream, size_allowance, Reply, Transport, TransportError, CHUNK_BYTES, REQUEST_TIMEOUT,
 };
-use kvctl::version::{new_version_against, Siblings, CLOCK_ENTRIES_MAX};
+use kvctl::version::{new_version_against, Siblings, CLOCK_ENTRIES_MAX, SIBLINGS_FORMAT_WRITE_IDS};
 use parking_lot::Mutex;
 use serde_bytes::ByteBuf;
 use tokio::sync::mpsc;
@@ -456,6 +456,7 @@ impl Node {
             incarnation: lease.incarnation(),
             siblings_trimmed: 0,
             hints_pending: 0,
+            siblings_format_max: SIBLINGS_FORMAT_WRITE_IDS,
         };
         let actor = lease.actor(&config.id);
         let engine = Arc::new(engine);
@@ -986,6 +987,10 @@ impl Node {
         // hands the dot out again.
         let me = self.actor.clone();
         let now = wall_ms();
+        // A version keeps its write id only once every member reads the format that carries
+        // it: a node of an earlier release would refuse it (during a rolling upgrade, retried
+        // puts may still give two siblings).
+        let write_id = write_id.filter(|_| self.membership.lock().all_read_write_ids());
         let value_bytes = value.as_ref().map_or(0, Vec::len);
         let local = self
             .replica
