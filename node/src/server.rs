@@ -166,12 +166,13 @@ pub struct Node {
     /// Token ranges known in sync on every replica, and since when (wall clock, ms).
     synced: Mutex<BTreeMap<(u128, u128), u64>>,
     /// Fault injection for tests ([`CRASH_BEFORE_PUT_REPLY_ENV`]).
-    crash_before_put_reply: bool,
+    crash_before_put_reply: Option<std::path::PathBuf>,
 }
 
-/// Fault injection for tests: the node whose id this environment variable names kills itself
-/// (SIGKILL) after it coordinated a put to success, just before the reply leaves, as a crash
-/// at the worst moment for the client would: the write is applied, the client never hears.
+/// Fault injection for tests: a file path. The first node (of those started with it) to
+/// coordinate a put to success creates that file, writes its id in it, and kills itself
+/// (SIGKILL) just before the reply leaves, as a crash at the worst moment for the client
+/// would: the write is applied, the client never hears. Nodes that find the file there go on.
 pub const CRASH_BEFORE_PUT_REPLY_ENV: &str = "KVCTL_FAILPOINT_CRASH_BEFORE_PUT_REPLY";
 
 /// Sends a hint's write to the node it is for: acknowledged once durable there. A write the
@@ -490,8 +491,7 @@ impl Node {
             placement: Placement::new(config.replication),
             reads: tokio::sync::Semaphore::new(admission::ENGINE_READS_MAX),
             bulk: Arc::new(tokio::sync::Semaphore::new(admission::BULK_TRANSFERS_MAX)),
-            crash_before_put_reply: std::env::var(CRASH_BEFORE_PUT_REPLY_ENV)
-                .is_ok_and(|id| id == config.id),
+            crash_before_put_reply: std::env::var_os(CRASH_BEFORE_PUT_REPLY_ENV).map(Into::into),
             config,
         });
         let gossip = tokio::spawn(node.clone().gossip_loop());
@@ -1081,8 +1081,8 @@ impl Node {
         if !write.c.is_settled() {
             tokio::spawn(write.run_until_settled());
         }
-        if self.crash_before_put_reply && matches!(outcome, WriteOutcome::Done) {
-            crash_now();
+        if let (Some(marker), WriteOutcome::Done) = (&self.crash_before_put_reply, &outcome) {
+            crash_first(marker, &self.config.id);
         }
         match outcome {
             // The context of the new version alone: siblings it did not see stay unseen.
@@ -1870,8 +1870,18 @@ impl Node {
     }
 }
 
-/// Kills this process with SIGKILL (see [`CRASH_BEFORE_PUT_REPLY_ENV`]).
-fn crash_now() {
+/// Kills this process with SIGKILL if it is the first to create `marker` (see
+/// [`CRASH_BEFORE_PUT_REPLY_ENV`]).
+fn crash_first(marker: &std::path::Path, id: &str) {
+    use std::io::Write;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(marker)
+        .and_then(|mut f| f.write_all(id.as_bytes()));
+    if created.is_err() {
+        return;
+    }
     eprintln!("{CRASH_BEFORE_PUT_REPLY_ENV}: killing this node before the put's reply");
     // SAFETY: sending a signal to this process; nothing else is touched.
     unsafe {
