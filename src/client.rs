@@ -636,7 +636,12 @@ impl Inner {
         for attempt in 1.. {
             let addr = order[(attempt as usize - 1) % order.len()];
             let before = tries.entry(addr).or_insert(0);
-            tokio::time::sleep(self.config.retry.backoff_before(*before)).await;
+            // Only a node tried before waits (a zero sleep would still wait for the timer's
+            // next tick, a millisecond, on every request).
+            let backoff = self.config.retry.backoff_before(*before);
+            if !backoff.is_zero() {
+                tokio::time::sleep(backoff).await;
+            }
             *before += 1;
             let failure = match self
                 .transport
