@@ -5,9 +5,8 @@
 //!   every [`ClientBuilder::topology_refresh`] and after a node failed it, so it follows what
 //!   gossip changes ([`crate::topology`]).
 //! - **Routing**: a request for a key goes straight to one of the key's replicas (token-aware,
-//!   spreading requests over them, a replica already connected to first), so the common path
-//!   takes no extra hop; other nodes are tried after them. Requests without a key go to the
-//!   nodes in turn.
+//!   spreading requests over them), so the common path takes no extra hop; other nodes are
+//!   tried after them. Requests without a key go to the nodes in turn.
 //! - **Pooling**: one QUIC connection per node, shared by every request in flight to it
 //!   ([`Transport`]), dialed again when it dies; a node that failed lately is tried after the
 //!   others, for a backoff that doubles with each failure in a row.
@@ -622,8 +621,7 @@ impl Inner {
         let routed = match key {
             Some(key) if self.config.token_aware => {
                 let rotation = self.next.fetch_add(1, Ordering::Relaxed);
-                let topology = self.topology().await;
-                topology.map(|t| t.route(key, rotation, |a| self.transport.is_connected(a)))
+                self.topology().await.map(|t| t.route(key, rotation))
             }
             _ => None,
         };

@@ -92,16 +92,9 @@ impl Topology {
 
     /// The nodes to send a request for `key` to, in the order to try them: the key's
     /// primaries that are up, starting at `rotation` (so requests for one key spread over
-    /// its replicas) but those the client is `connected` to first (a new client's first
-    /// request then reuses the connection its topology came over instead of dialing another),
-    /// then its primaries reported down, then every other member (any node can coordinate
-    /// any key; a non-replica hands a put on).
-    pub fn route(
-        &self,
-        key: &[u8],
-        rotation: usize,
-        connected: impl Fn(SocketAddr) -> bool,
-    ) -> Vec<SocketAddr> {
+    /// its replicas), then its primaries reported down, then every other member (any node
+    /// can coordinate any key; a non-replica hands a put on).
+    pub fn route(&self, key: &[u8], rotation: usize) -> Vec<SocketAddr> {
         let replicas = self.placement.replicas_at(&self.ring, token_of(key), self);
         let mut up: Vec<SocketAddr> = replicas
             .primaries
@@ -111,8 +104,6 @@ impl Topology {
         if !up.is_empty() {
             let shift = rotation % up.len();
             up.rotate_left(shift);
-            // Stable: among the connected (and among the others), the rotation's order.
-            up.sort_by_key(|addr| !connected(*addr));
         }
         let down = replicas
             .primaries
@@ -179,7 +170,7 @@ mod tests {
                 .collect();
             let mut firsts = Vec::new();
             for rotation in 0..3 {
-                let order = t.route(key, rotation, |_| true);
+                let order = t.route(key, rotation);
                 assert_eq!(order.len(), 5);
                 let mut sorted = order.clone();
                 sorted.sort();
@@ -207,31 +198,17 @@ mod tests {
         let down_index: usize = down_id.trim_start_matches("node-").parse().unwrap();
         let t = Topology::new(&views(5, &[down_index]), 3);
         for rotation in 0..4 {
-            let order = t.route(key, rotation, |_| false);
+            let order = t.route(key, rotation);
             assert_eq!(order[2], addr_of(&t, &down_id), "{order:?}");
             assert!(!order[..2].contains(&addr_of(&t, &down_id)));
         }
-    }
-
-    /// A primary the client holds a connection to goes first, whatever the rotation.
-    #[test]
-    fn a_connected_primary_goes_first() {
-        let t = Topology::new(&views(5, &[]), 3);
-        let primaries = t.ring().preference_list(b"k", 3);
-        let held = addr_of(&t, &primaries[2]);
-        for rotation in 0..3 {
-            assert_eq!(t.route(b"k", rotation, |a| a == held)[0], held);
-        }
-        let other = addr_of(&t, &t.ring().preference_list(b"k", 5)[4]);
-        let order = t.route(b"k", 0, |a| a == other);
-        assert_ne!(order[0], other, "a non-replica does not jump ahead");
     }
 
     /// An empty topology routes nowhere; a changed state makes a different topology.
     #[test]
     fn empty_and_changed() {
         let t = Topology::new(&[], 3);
-        assert!(t.route(b"k", 0, |_| true).is_empty());
+        assert!(t.route(b"k", 0).is_empty());
         let a = Topology::new(&views(3, &[]), 3);
         assert!(a.same_as(&Topology::new(&views(3, &[]), 3)));
         assert!(!a.same_as(&Topology::new(&views(3, &[2]), 3)));

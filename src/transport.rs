@@ -143,11 +143,6 @@ impl Transport {
         self.endpoint.local_addr().ok()
     }
 
-    /// Whether there is a live connection to `addr`.
-    pub fn is_connected(&self, addr: SocketAddr) -> bool {
-        self.cached(addr).is_some()
-    }
-
     fn cached(&self, addr: SocketAddr) -> Option<quinn::Connection> {
         self.connections
             .lock()
