@@ -888,15 +888,15 @@ impl Inner {
         self.check_open()?;
         validate_key(key, &self.options.limits)?;
         let state = self.state();
-        if let Some(slot) = state.active.get(key) {
-            return Ok(Lookup::Found(slot.value));
+        let hash = key_hash(key);
+        if let Some(slot) = state.active.get(key, hash) {
+            return Ok(Lookup::Found(slot.value.as_deref().map(<[u8]>::to_vec)));
         }
         for mem in state.immutables.iter().rev() {
-            if let Some(slot) = mem.get(key) {
-                return Ok(Lookup::Found(slot.value));
+            if let Some(slot) = mem.get(key, hash) {
+                return Ok(Lookup::Found(slot.value.as_deref().map(<[u8]>::to_vec)));
             }
         }
-        let hash = key_hash(key);
         let mut rtxn = None;
         let version = &state.version;
         let candidates = version.levels[0]
