@@ -585,6 +585,9 @@ impl Inner {
         // Nodes in their backoff go last (the sort is stable: the order above breaks ties). A
         // node's failures in a row are kept until it answers, so its backoff keeps doubling.
         let failed = self.failed.lock();
+        if failed.is_empty() {
+            return order;
+        }
         order.sort_by_key(|addr| {
             failed
                 .get(addr)
@@ -630,10 +633,12 @@ impl Inner {
             return Err(ClientError::NoNode);
         }
         let mut failures: Vec<TryFailure> = Vec::new();
-        let mut tries: HashMap<SocketAddr, u32> = HashMap::new();
+        // Tries so far of each node in `order` (a node appears there once).
+        let mut tries = vec![0u32; order.len()];
         for attempt in 1.. {
-            let addr = order[(attempt as usize - 1) % order.len()];
-            let before = tries.entry(addr).or_insert(0);
+            let at = (attempt as usize - 1) % order.len();
+            let addr = order[at];
+            let before = &mut tries[at];
             // Only a node tried before waits (a zero sleep would still wait for the timer's
             // next tick, a millisecond, on every request).
             let backoff = self.config.retry.backoff_before(*before);

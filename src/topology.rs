@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 use crate::placement::{Members, Placement};
 use crate::proto::MemberView;
@@ -27,6 +28,19 @@ pub struct Topology {
     placement: Placement,
     /// Every member's address, in id order (stable, for rotation).
     addrs: Vec<SocketAddr>,
+    /// Each ring range's primaries, worked out on its first request (indexed by
+    /// [`Ring::range_index`]): a route then costs the key's token and a binary search, not
+    /// a preference list with its ids and lookups. A topology is never changed, only replaced.
+    ranges: Vec<OnceLock<Box<RangeRoute>>>,
+}
+
+/// The primaries of one ring range, in preference order.
+#[derive(Debug, Clone)]
+struct RangeRoute {
+    /// Those up, with a known address.
+    up: Vec<SocketAddr>,
+    /// Those reported down (or whose address is unknown but down), with an address.
+    down: Vec<SocketAddr>,
 }
 
 impl Members for Topology {
@@ -62,11 +76,13 @@ impl Topology {
         let mut ids: Vec<&String> = nodes.keys().collect();
         ids.sort();
         let addrs = ids.into_iter().map(|id| nodes[id].addr).collect();
+        let ranges = (0..ring.len()).map(|_| OnceLock::new()).collect();
         Topology {
             ring,
             nodes,
             placement: Placement::new(replication.max(1)),
             addrs,
+            ranges,
         }
     }
 
@@ -88,29 +104,39 @@ impl Topology {
     /// its replicas), then its primaries reported down, then every other member (any node
     /// can coordinate any key; a non-replica hands a put on).
     pub fn route(&self, key: &[u8], rotation: usize) -> Vec<SocketAddr> {
-        let replicas = self.placement.replicas_at(&self.ring, token_of(key), self);
-        let mut up: Vec<SocketAddr> = replicas
-            .primaries
-            .iter()
-            .filter_map(|t| t.reachable())
-            .collect();
+        let token = token_of(key);
+        let Some(range) = self.ring.range_index(token) else {
+            return self.addrs.clone();
+        };
+        let primaries = self.ranges[range].get_or_init(|| {
+            let replicas = self.placement.replicas_at(&self.ring, token, self);
+            Box::new(RangeRoute {
+                up: replicas
+                    .primaries
+                    .iter()
+                    .filter_map(|t| t.reachable())
+                    .collect(),
+                down: replicas
+                    .primaries
+                    .iter()
+                    .filter(|t| !t.up)
+                    .filter_map(|t| t.addr)
+                    .collect(),
+            })
+        });
+        let mut order = Vec::with_capacity(self.addrs.len());
+        let up = &primaries.up;
         if !up.is_empty() {
             let shift = rotation % up.len();
-            up.rotate_left(shift);
+            order.extend(up[shift..].iter().chain(&up[..shift]));
         }
-        let down = replicas
-            .primaries
-            .iter()
-            .filter(|t| !t.up)
-            .filter_map(|t| t.addr);
-        let mut order: Vec<SocketAddr> = up.into_iter().chain(down).collect();
-        let others: Vec<SocketAddr> = self
-            .addrs
-            .iter()
-            .copied()
-            .filter(|a| !order.contains(a))
-            .collect();
-        order.extend(others);
+        order.extend(&primaries.down);
+        let routed = order.len();
+        for addr in &self.addrs {
+            if !order[..routed].contains(addr) {
+                order.push(*addr);
+            }
+        }
         order
     }
 }
@@ -194,6 +220,28 @@ mod tests {
             let order = t.route(key, rotation);
             assert_eq!(order[2], addr_of(&t, &down_id), "{order:?}");
             assert!(!order[..2].contains(&addr_of(&t, &down_id)));
+        }
+    }
+
+    /// Routes come from each range's cached primaries: asking again, or for other keys of
+    /// the same range, gives what the preference list says.
+    #[test]
+    fn cached_ranges_route_like_the_preference_list() {
+        let t = Topology::new(&views(7, &[2]), 3);
+        for round in 0..2 {
+            for i in 0..300 {
+                let key = format!("key-{i}");
+                let want: Vec<SocketAddr> = t
+                    .ring()
+                    .preference_list(key.as_bytes(), 3)
+                    .iter()
+                    .filter(|id| *id != "node-2")
+                    .map(|id| addr_of(&t, id))
+                    .collect();
+                let order = t.route(key.as_bytes(), 0);
+                assert_eq!(&order[..want.len()], &want[..], "round {round}, {key}");
+                assert_eq!(order.len(), 7);
+            }
         }
     }
 
