@@ -367,7 +367,12 @@ impl Drop for Replica {
 }
 
 fn read(engine: &Engine, key: &[u8]) -> Result<Siblings, ReplicaError> {
-    match engine.get(&data_key(key))? {
+    read_at(engine, &data_key(key))
+}
+
+/// The stored versions under `engine_key`, a key's data key.
+fn read_at(engine: &Engine, engine_key: &[u8]) -> Result<Siblings, ReplicaError> {
+    match engine.get(engine_key)? {
         Some(bytes) => Ok(Siblings::decode(&bytes)?),
         None => Ok(Siblings::default()),
     }
@@ -409,7 +414,8 @@ fn write_rounds(
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
-        // This round's state of every key it wrote, and what waits for the round's fsync.
+        // This round's state of every key it wrote (by engine key), and what waits for the
+        // round's fsync.
         // (`None`: the key is deleted, a purged tombstone.)
         let mut round: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
         // Engine keys outside the data namespace, in the order they came.
@@ -432,15 +438,17 @@ fn write_rounds(
                 }
                 continue;
             }
+            // The engine key, made once per write (it costs the key's MD5).
+            let engine_key = data_key(&key);
             if let Job::Purge { expected, done } = job {
-                let current = match round.get(&key) {
+                let current = match round.get(&engine_key) {
                     Some(v) => Ok(v.clone()),
-                    None => engine.get(&data_key(&key)).map_err(ReplicaError::from),
+                    None => engine.get(&engine_key).map_err(ReplicaError::from),
                 };
                 match current {
                     Ok(Some(stored)) if stored == expected => {
-                        bytes += DATA_PREFIX_BYTES + key.len() + 9;
-                        round.insert(key, None);
+                        bytes += engine_key.len() + 9;
+                        round.insert(engine_key, None);
                         waiting.push(Done::Purge(done));
                     }
                     Ok(_) => drop(done.send(Ok(false))),
@@ -451,10 +459,10 @@ fn write_rounds(
                 }
                 continue;
             }
-            let stored = match round.get(&key) {
+            let stored = match round.get(&engine_key) {
                 Some(Some(encoded)) => Siblings::decode(encoded).map_err(ReplicaError::from),
                 Some(None) => Ok(Siblings::default()),
-                None => read(engine, &key),
+                None => read_at(engine, &engine_key),
             };
             let outcome = match stored {
                 Ok(stored) => apply(&key, &stored, trims, lease, job),
@@ -466,8 +474,8 @@ fn write_rounds(
             if let Ok((encoded, done)) = outcome {
                 // Counted as the batch will count it (key, value and framing), so a round
                 // never outgrows `batch_bytes_max`.
-                bytes += DATA_PREFIX_BYTES + key.len() + encoded.len() + 9;
-                round.insert(key, Some(encoded));
+                bytes += engine_key.len() + encoded.len() + 9;
+                round.insert(engine_key, Some(encoded));
                 waiting.push(done);
             }
             // Failed jobs count too: a stream of them must not hold the round's fsync back.
@@ -479,10 +487,10 @@ fn write_rounds(
             continue;
         }
         let mut batch = WriteBatch::new();
-        for (key, encoded) in round {
+        for (engine_key, encoded) in round {
             match encoded {
-                Some(encoded) => batch.put(data_key(&key), encoded),
-                None => batch.delete(data_key(&key)),
+                Some(encoded) => batch.put(engine_key, encoded),
+                None => batch.delete(engine_key),
             };
         }
         for (engine_key, value) in raw {
