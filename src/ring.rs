@@ -232,7 +232,6 @@ impl Ring {
         largest * self.nodes.len() as f64
     }
 
-    /// Returns the index of `node` in `nodes`.
     /// The index (0..[`Ring::len`]) of the ring range that holds `token`: the range ending at
     /// the first token at or after it, wrapping. Every token of one range has the same
     /// preference list, so callers may cache per range. `None` for an empty ring.
@@ -240,6 +239,7 @@ impl Ring {
         self.first_entry_at_or_after(token)
     }
 
+    /// Returns the index of `node` in `nodes`.
     fn index_of(&self, node: &str) -> Option<usize> {
         self.nodes.binary_search_by(|id| id.as_str().cmp(node)).ok()
     }

@@ -39,7 +39,7 @@ pub struct Topology {
 struct RangeRoute {
     /// Those up, with a known address.
     up: Vec<SocketAddr>,
-    /// Those reported down (or whose address is unknown but down), with an address.
+    /// Those reported down whose address is known (tried after those up).
     down: Vec<SocketAddr>,
 }
 

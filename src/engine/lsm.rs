@@ -890,11 +890,11 @@ impl Inner {
         let state = self.state();
         let hash = key_hash(key);
         if let Some(slot) = state.active.get(key, hash) {
-            return Ok(Lookup::Found(slot.value.as_deref().map(<[u8]>::to_vec)));
+            return Ok(Lookup::Found(slot.value_vec()));
         }
         for mem in state.immutables.iter().rev() {
             if let Some(slot) = mem.get(key, hash) {
-                return Ok(Lookup::Found(slot.value.as_deref().map(<[u8]>::to_vec)));
+                return Ok(Lookup::Found(slot.value_vec()));
             }
         }
         let mut rtxn = None;

@@ -15,7 +15,6 @@
 //! The index shares each entry's key and value with the skip list (`Arc`s): a few words per
 //! key, not a second copy.
 
-use std::cmp::Ordering as CmpOrdering;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -41,11 +40,18 @@ pub struct Slot {
     pub value: Option<Arc<[u8]>>,
 }
 
+impl Slot {
+    /// A copy of the value (`None`: a deletion).
+    pub fn value_vec(&self) -> Option<Vec<u8>> {
+        self.value.as_deref().map(<[u8]>::to_vec)
+    }
+}
+
 /// A skip-list key: the key's first 8 bytes as a big-endian number (zero-padded), then the
-/// whole key. Ordered exactly as the keys' bytes are: keys whose heads differ differ within
-/// their first 8 bytes (a shorter key's padding sorts as low as it should), and equal heads
-/// fall back to comparing the keys.
-#[derive(Debug, Clone)]
+/// whole key, compared in that field order (the derived order). Ordered exactly as the keys'
+/// bytes are: keys whose heads differ differ within their first 8 bytes (a shorter key's
+/// padding sorts as low as it should), and equal heads fall back to comparing the keys.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct MemKey {
     head: u64,
     key: Arc<[u8]>,
@@ -60,28 +66,6 @@ impl MemKey {
             head: u64::from_be_bytes(head),
             key,
         }
-    }
-}
-
-impl PartialEq for MemKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.head == other.head && self.key == other.key
-    }
-}
-
-impl Eq for MemKey {}
-
-impl PartialOrd for MemKey {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for MemKey {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        self.head
-            .cmp(&other.head)
-            .then_with(|| self.key.cmp(&other.key))
     }
 }
 
@@ -171,7 +155,7 @@ impl Memtable {
             out.push(Entry {
                 key: e.key().key.to_vec(),
                 seq: slot.seq,
-                value: slot.value.as_deref().map(<[u8]>::to_vec),
+                value: slot.value_vec(),
             });
         }
     }
