@@ -5,7 +5,8 @@
 //!   SSTables with bloom filters, block cache, compaction) whose manifest and block index live
 //!   in LMDB.
 //! - [`ring`]: the consistent-hash ring; [`placement`]: a key's primaries and fallbacks (used by
-//!   nodes and the client SDK alike); [`version`]: dotted version vectors and siblings;
+//!   nodes and the client SDK alike); [`version`]: dotted version vectors and siblings
+//!   ([`actor_name`]: the names in their clocks, kept inline);
 //!   [`context`]: the causal context tokens nodes seal with the cluster secret.
 //! - [`proto`]: the wire messages; [`transport`]: QUIC requests; [`deadline`]: the time
 //!   budget a request carries; [`budget`]: admission
@@ -13,6 +14,7 @@
 //!   TLS and the certificates; [`client`]: the client SDK, with
 //!   [`topology`] (its picture of the cluster, routing) and [`retry`] (what it may try again); [`home`]: a cluster's directory.
 
+pub mod actor_name;
 pub mod budget;
 pub mod certs;
 pub mod client;

@@ -324,18 +324,37 @@ pub fn encode_request(request: &Request, timeout: Option<Duration>) -> Vec<u8> {
     encode_with(request, timeout.map(|t| t.as_millis() as u64))
 }
 
+/// Scratch buffers above this size are not kept for the next encoding.
+const SCRATCH_BYTES_KEPT_MAX: usize = 1 << 20;
+
+thread_local! {
+    /// Each thread's encoding buffer: CBOR is written a few bytes at a time, and a fresh `Vec`
+    /// would grow by doubling (a dozen reallocations for a 1 KiB value); the message is then
+    /// copied out once, at its size.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn encode_with<T: Message>(body: &T, timeout_ms: Option<u64>) -> Vec<u8> {
-    let mut out = Vec::new();
-    ciborium::into_writer(
-        &Envelope {
-            v: body.since(),
-            body,
-            timeout_ms,
-        },
-        &mut out,
-    )
-    .expect("encoding to a Vec cannot fail");
-    out
+    let envelope = Envelope {
+        v: body.since(),
+        body,
+        timeout_ms,
+    };
+    SCRATCH.with(|scratch| {
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            // Only an encoding inside an encoding gets here (none does today).
+            let mut out = Vec::new();
+            ciborium::into_writer(&envelope, &mut out).expect("encoding to a Vec cannot fail");
+            return out;
+        };
+        scratch.clear();
+        ciborium::into_writer(&envelope, &mut *scratch).expect("encoding to a Vec cannot fail");
+        let out = scratch.to_vec();
+        if scratch.capacity() > SCRATCH_BYTES_KEPT_MAX {
+            *scratch = Vec::new();
+        }
+        out
+    })
 }
 
 /// Decodes a response (or any message, ignoring a time budget).
@@ -394,12 +413,46 @@ fn decode_envelope<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Envelop
     struct Version {
         v: u16,
     }
-    let version: Version =
-        ciborium::from_reader(bytes).map_err(|e| ProtoError::Decode(e.to_string()))?;
-    if version.v < PROTOCOL_VERSION_MIN {
-        return Err(ProtoError::Version { got: version.v });
+    // The version is checked before the body is decoded: a body of a later version may not
+    // decode here, and that must be told apart. It is read from the envelope's first entry,
+    // where this and every earlier release write it, else (another encoder's key order) by
+    // decoding the envelope for it alone.
+    let v = match leading_version(bytes) {
+        Some(v) => v,
+        None => {
+            let version: Version =
+                ciborium::from_reader(bytes).map_err(|e| ProtoError::Decode(e.to_string()))?;
+            version.v
+        }
+    };
+    if v < PROTOCOL_VERSION_MIN {
+        return Err(ProtoError::Version { got: v });
     }
     ciborium::from_reader(bytes).map_err(|e| ProtoError::Decode(e.to_string()))
+}
+
+/// The envelope's version when its CBOR starts with a map whose first entry is `"v"` and a
+/// `u16`; `None` for anything else (the caller decodes the envelope to find it).
+fn leading_version(bytes: &[u8]) -> Option<u16> {
+    let (&head, rest) = bytes.split_first()?;
+    // A map (major type 5) of any definite or indefinite length.
+    let rest = match head {
+        0xa1..=0xb7 | 0xbf => rest,
+        0xb8 => rest.get(1..)?,
+        0xb9 => rest.get(2..)?,
+        0xba => rest.get(4..)?,
+        0xbb => rest.get(8..)?,
+        _ => return None,
+    };
+    // The text key "v".
+    let rest = rest.strip_prefix(&[0x61, b'v'])?;
+    // An unsigned integer (major type 0) that fits a u16.
+    match *rest.first()? {
+        n @ 0x00..=0x17 => Some(u16::from(n)),
+        0x18 => rest.get(1).map(|&n| u16::from(n)),
+        0x19 => Some(u16::from_be_bytes(rest.get(1..3)?.try_into().ok()?)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -538,6 +591,63 @@ mod tests {
                 message: "slow down".into()
             }
         );
+    }
+
+    /// The version is read from the envelope's head where it leads (what every release
+    /// writes), and found by decoding when another encoder put it elsewhere or wrote it
+    /// oddly; version 0 is refused either way.
+    #[test]
+    fn the_version_is_read_wherever_it_is() {
+        let put = Request::Put {
+            key: ByteBuf::from(b"k".to_vec()),
+            value: Some(ByteBuf::from(vec![7u8; 3000])),
+            context: None,
+            consistency: Consistency::All,
+            lww: false,
+            forwarded: false,
+            write_id: Some(9),
+        };
+        let bytes = encode_request(&put, Some(Duration::from_millis(1500)));
+        assert_eq!(leading_version(&bytes), Some(put.since()));
+        assert_eq!(
+            decode_request(&bytes).unwrap(),
+            (put, Some(Duration::from_millis(1500)))
+        );
+        let ack = encode(&Response::Ack);
+        assert_eq!(leading_version(&ack), Some(1));
+        assert_eq!(decode::<Response>(&ack).unwrap(), Response::Ack);
+
+        let body = Value::Text("Ack".into());
+        let envelope = |v: Value, first: bool| {
+            let entries = if first {
+                vec![(text("v"), v), (text("body"), body.clone())]
+            } else {
+                vec![(text("body"), body.clone()), (text("v"), v)]
+            };
+            cbor(&Value::Map(entries))
+        };
+        for (v, first) in [(1, true), (2, false), (300, true), (300, false)] {
+            let bytes = envelope(Value::Integer(v.into()), first);
+            assert_eq!(leading_version(&bytes), first.then_some(v));
+            assert_eq!(decode::<Response>(&bytes).unwrap(), Response::Ack);
+        }
+        for first in [true, false] {
+            let zero = envelope(Value::Integer(0.into()), first);
+            assert!(matches!(
+                decode::<Response>(&zero),
+                Err(ProtoError::Version { got: 0 })
+            ));
+            let big = envelope(Value::Integer(70_000.into()), first);
+            assert_eq!(leading_version(&big), None);
+            assert!(matches!(
+                decode::<Response>(&big),
+                Err(ProtoError::Decode(_))
+            ));
+        }
+        // Truncated heads are not read past their end.
+        for cut in 0..4 {
+            assert_eq!(leading_version(&ack[..cut]), None);
+        }
     }
 
     /// What a node of the first release reads: a version-1 envelope of exactly `v` and

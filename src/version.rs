@@ -54,6 +54,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::actor_name::ActorName;
+
 /// The most siblings a key may hold before writes to it are refused.
 pub const SIBLINGS_MAX: usize = 64;
 
@@ -110,7 +112,7 @@ pub struct ClockEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct VClock {
-    entries: BTreeMap<String, ClockEntry>,
+    entries: BTreeMap<ActorName, ClockEntry>,
 }
 
 impl VClock {
@@ -146,7 +148,7 @@ impl VClock {
 
     /// Counts one more event of `node`, stamped with the wall clock `now_ms`.
     pub fn increment(&mut self, node: &str, now_ms: u64) {
-        let entry = self.entries.entry(node.to_owned()).or_default();
+        let entry = self.entries.entry(ActorName::new(node)).or_default();
         entry.counter = entry.counter.saturating_add(1);
         entry.timestamp_ms = now_ms;
     }
@@ -155,14 +157,21 @@ impl VClock {
     /// higher counter; on equal counters the later timestamp wins, so merge is commutative.
     pub fn merge(&self, other: &VClock) -> VClock {
         let mut merged = self.clone();
-        for (node, entry) in &other.entries {
-            merged
-                .entries
-                .entry(node.clone())
-                .and_modify(|e| *e = (*e).max(*entry))
-                .or_insert(*entry);
-        }
+        merged.merge_from(other);
         merged
+    }
+
+    /// Merges `other` into this clock, as [`VClock::merge`] does, without copying this one
+    /// (node ids are copied only for entries this clock lacks).
+    pub fn merge_from(&mut self, other: &VClock) {
+        for (node, entry) in &other.entries {
+            match self.entries.get_mut(node) {
+                Some(e) => *e = (*e).max(*entry),
+                None => {
+                    self.entries.insert(node.clone(), *entry);
+                }
+            }
+        }
     }
 
     /// Returns true when this clock has seen everything `other` has (pointwise `>=`).
@@ -189,7 +198,7 @@ impl VClock {
         if self.entries.len() <= max_entries {
             return;
         }
-        let mut by_age: Vec<(u64, String)> = self
+        let mut by_age: Vec<(u64, ActorName)> = self
             .entries
             .iter()
             .filter(|(node, _)| Some(node.as_str()) != keep)
@@ -246,7 +255,7 @@ impl VClock {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 pub struct Dot {
     /// The coordinating node.
-    pub node: String,
+    pub node: ActorName,
     /// The node's counter for this event.
     pub counter: u64,
     /// The node's counter in the writer's causal context.
@@ -285,7 +294,7 @@ impl Version {
 
     /// Returns how far the history holds a node's events without gaps (events `1..=k`).
     fn prefix(&self, node: &str) -> u64 {
-        if node == self.dot.node {
+        if node == self.dot.node.as_str() {
             self.dot.seen
         } else {
             self.clock.counter(node)
@@ -294,13 +303,15 @@ impl Version {
 
     /// Returns true when the history holds the event `node:k` (event 0 is no event).
     fn has_event(&self, node: &str, k: u64) -> bool {
-        k == 0 || k <= self.prefix(node) || (node == self.dot.node && k == self.dot.counter)
+        k == 0
+            || k <= self.prefix(node)
+            || (node == self.dot.node.as_str() && k == self.dot.counter)
     }
 
     /// Returns true when the history holds all of the events `node:1..=k`.
     fn has_prefix(&self, node: &str, k: u64) -> bool {
         let p = self.prefix(node);
-        k <= p || (node == self.dot.node && k == self.dot.counter && k - 1 == p)
+        k <= p || (node == self.dot.node.as_str() && k == self.dot.counter && k - 1 == p)
     }
 
     /// Returns true when this version's causal history holds all of `other`'s: this version
@@ -312,7 +323,7 @@ impl Version {
         let past_covered = other
             .clock
             .iter()
-            .filter(|(node, _)| *node != other.dot.node)
+            .filter(|(node, _)| *node != other.dot.node.as_str())
             .all(|(node, e)| self.has_prefix(node, e.counter));
         past_covered
             && self.has_prefix(&other.dot.node, other.dot.seen)
@@ -403,7 +414,7 @@ pub fn new_version_against(
     let counter = seen.max(stored_max).max(counter_floor).saturating_add(1);
     let mut clock = context.clone();
     clock.entries.insert(
-        node.to_owned(),
+        ActorName::new(node),
         ClockEntry {
             counter,
             timestamp_ms: now_ms,
@@ -413,7 +424,7 @@ pub fn new_version_against(
     Version {
         clock,
         dot: Dot {
-            node: node.to_owned(),
+            node: ActorName::new(node),
             counter,
             seen,
         },
@@ -456,14 +467,14 @@ impl Siblings {
     /// supersedes, one per causal history, in canonical order.
     pub fn from_versions(versions: impl IntoIterator<Item = Version>) -> Siblings {
         let mut all: Vec<Version> = versions.into_iter().collect();
-        all.sort_by(Version::total_cmp);
-        all.dedup();
-        let kept: Vec<Version> = all
-            .iter()
-            .filter(|v| !all.iter().any(|w| w.beats(v)))
-            .cloned()
-            .collect();
-        Siblings { versions: kept }
+        if all.len() > 1 {
+            all.sort_by(Version::total_cmp);
+            all.dedup();
+            let beaten: Vec<bool> = all.iter().map(|v| all.iter().any(|w| w.beats(v))).collect();
+            let mut beaten = beaten.into_iter();
+            all.retain(|_| !beaten.next().expect("one flag per version"));
+        }
+        Siblings { versions: all }
     }
 
     /// Returns the number of versions.
@@ -482,12 +493,21 @@ impl Siblings {
         Siblings::from_versions(self.versions.iter().chain(&other.versions).cloned())
     }
 
+    /// [`Siblings::merge`] of siblings the caller no longer needs: the versions are moved, not
+    /// copied (values included).
+    pub fn merge_owned(self, other: Siblings) -> Siblings {
+        let mut all = self.versions;
+        all.extend(other.versions);
+        Siblings::from_versions(all)
+    }
+
     /// Returns the causal context of the siblings: the merge of their clocks. A get returns it
     /// so that the next put supersedes what the get saw.
     pub fn context(&self) -> VClock {
-        self.versions
-            .iter()
-            .fold(VClock::new(), |acc, v| acc.merge(&v.clock))
+        self.versions.iter().fold(VClock::new(), |mut acc, v| {
+            acc.merge_from(&v.clock);
+            acc
+        })
     }
 
     /// Returns true when the key has no live value: no versions, or tombstones only.
@@ -750,9 +770,10 @@ impl<'a> Reader<'a> {
         ))
     }
 
-    fn string(&mut self) -> Result<String, String> {
+    fn string(&mut self) -> Result<ActorName, String> {
         let len = self.u32()? as usize;
-        String::from_utf8(self.take(len)?.to_vec())
+        std::str::from_utf8(self.take(len)?)
+            .map(ActorName::new)
             .map_err(|_| "a node id is not UTF-8".to_string())
     }
 }
@@ -1356,7 +1377,7 @@ mod tests {
                 for i in 0..NODES.len() {
                     if counters[i] > 0 {
                         clock.entries.insert(
-                            NODES[i].to_owned(),
+                            NODES[i].into(),
                             ClockEntry {
                                 counter: counters[i],
                                 timestamp_ms: stamps[i],
@@ -1366,7 +1387,7 @@ mod tests {
                 }
                 let counter = seen + gap;
                 clock.entries.insert(
-                    NODES[node].to_owned(),
+                    NODES[node].into(),
                     ClockEntry {
                         counter,
                         timestamp_ms: ts,
@@ -1375,7 +1396,7 @@ mod tests {
                 Version {
                     clock,
                     dot: Dot {
-                        node: NODES[node].to_owned(),
+                        node: NODES[node].into(),
                         counter,
                         seen,
                     },
@@ -1397,7 +1418,7 @@ mod tests {
                     .into_iter()
                     .map(|(n, (counter, timestamp_ms))| {
                         (
-                            n,
+                            n.into(),
                             ClockEntry {
                                 counter,
                                 timestamp_ms,
@@ -1434,6 +1455,22 @@ mod tests {
         #[test]
         fn merge_is_commutative(a in arb_siblings(), b in arb_siblings()) {
             prop_assert_eq!(a.merge(&b), b.merge(&a));
+        }
+
+        /// The moving merge and the in-place clock merge give what the copying ones give.
+        #[test]
+        fn owned_merges_equal_copying_ones(a in arb_siblings(), b in arb_siblings()) {
+            prop_assert_eq!(a.clone().merge_owned(b.clone()), a.merge(&b));
+            // Pointwise maximum, entry by entry.
+            let (ca, cb) = (a.context(), b.context());
+            let mut c = ca.clone();
+            c.merge_from(&cb);
+            for (node, e) in ca.iter().chain(cb.iter()) {
+                let want = ca.entry(node).max(cb.entry(node)).copied();
+                prop_assert_eq!(c.entry(node).copied(), want);
+                prop_assert!(c.entry(node) >= Some(e));
+            }
+            prop_assert_eq!(c.len(), ca.iter().filter(|(n, _)| cb.entry(n).is_none()).count() + cb.len());
         }
 
         #[test]

@@ -279,7 +279,7 @@ impl RangeRepair {
             let mut merged = Siblings::default();
             for (replica, bytes) in &held {
                 match Siblings::decode(bytes) {
-                    Ok(s) => merged = merged.merge(&s),
+                    Ok(s) => merged = merged.merge_owned(s),
                     Err(e) => {
                         return self.fail(format!("{replica}: a stored key does not decode: {e}"))
                     }

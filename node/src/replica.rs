@@ -465,7 +465,7 @@ fn write_rounds(
                 None => read_at(engine, &engine_key),
             };
             let outcome = match stored {
-                Ok(stored) => apply(&key, &stored, trims, lease, job),
+                Ok(stored) => apply(&key, stored, trims, lease, job),
                 Err(e) => {
                     fail(job, e);
                     Err(())
@@ -521,7 +521,7 @@ fn fail(job: Job, e: ReplicaError) {
 /// coordinator's new versions are handed back at once, their dots covered by the lease.
 fn apply(
     key: &[u8],
-    stored: &Siblings,
+    stored: Siblings,
     trims: &Trims,
     lease: &mut DotLease,
     job: Job,
@@ -541,7 +541,7 @@ fn apply(
         // Versions other replicas accepted are never refused: over the limits, the newest
         // are kept.
         Job::Merge { incoming, reply } => {
-            let mut merged = stored.merge(&incoming);
+            let mut merged = stored.merge_owned(incoming);
             trims.trim(key, &mut merged);
             // Only a single version larger than any coordinator accepts is still over.
             match check(&merged) {
@@ -553,7 +553,7 @@ fn apply(
             }
         }
         Job::Update { make, prepared } => {
-            let made = make(stored, lease.floor()).map_err(ReplicaError::from);
+            let made = make(&stored, lease.floor()).map_err(ReplicaError::from);
             let outcome = made.and_then(|incoming| {
                 // A version already stored (a retried put's, sent on again) was checked when
                 // it came; it may be another node's, whose counters are not this lease's.
@@ -576,7 +576,7 @@ fn apply(
                         .cover(v.dot.counter)
                         .map_err(|e| ReplicaError::Lease(Arc::new(e)))?;
                 }
-                let merged = stored.merge(&incoming);
+                let merged = stored.merge_owned(incoming.clone());
                 check(&merged).map(|encoded| (encoded, incoming))
             });
             match outcome {

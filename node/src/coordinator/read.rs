@@ -147,7 +147,7 @@ impl ReadCoordinator {
         match read {
             Ok(siblings) => {
                 self.quorum.ok();
-                self.merged = self.merged.merge(&siblings);
+                self.merged = std::mem::take(&mut self.merged).merge_owned(siblings.clone());
                 self.answers.push((from.to_string(), siblings));
             }
             Err(ReadFailure::Refused(reason)) => return self.finish(ReadOutcome::Refused(reason)),
