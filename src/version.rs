@@ -521,17 +521,33 @@ impl Siblings {
     /// stored, so the merge laws are untouched, and both are covered by [`Siblings::context`],
     /// so a put with that context supersedes both.
     pub fn values(&self) -> impl Iterator<Item = &[u8]> {
-        self.versions.iter().enumerate().filter_map(|(i, v)| {
-            let repeat = v.write_id.is_some()
-                && self.versions[..i]
-                    .iter()
-                    .any(|w| w.write_id == v.write_id && w.value == v.value);
-            if repeat {
-                None
-            } else {
-                v.value.as_deref()
-            }
-        })
+        self.versions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.repeats_earlier(*i))
+            .filter_map(|(_, v)| v.value.as_deref())
+    }
+
+    /// The values [`Siblings::values`] shows, moved out (for a reply, say).
+    pub fn into_values(self) -> Vec<Vec<u8>> {
+        let shown: Vec<bool> = (0..self.versions.len())
+            .map(|i| !self.repeats_earlier(i))
+            .collect();
+        self.versions
+            .into_iter()
+            .zip(shown)
+            .filter_map(|(v, shown)| v.value.filter(|_| shown))
+            .collect()
+    }
+
+    /// Whether version `i` is a write applied twice: an earlier version has its write id and
+    /// value.
+    fn repeats_earlier(&self, i: usize) -> bool {
+        let v = &self.versions[i];
+        v.write_id.is_some()
+            && self.versions[..i]
+                .iter()
+                .any(|w| w.write_id == v.write_id && w.value == v.value)
     }
 
     /// Resolves the siblings by last write wins: keeps only the version with the highest
@@ -1457,10 +1473,13 @@ mod tests {
             prop_assert_eq!(a.merge(&b), b.merge(&a));
         }
 
-        /// The moving merge and the in-place clock merge give what the copying ones give.
+        /// The moving merge and the in-place clock merge give what the copying ones give;
+        /// moved-out values are the values shown.
         #[test]
         fn owned_merges_equal_copying_ones(a in arb_siblings(), b in arb_siblings()) {
             prop_assert_eq!(a.clone().merge_owned(b.clone()), a.merge(&b));
+            let shown: Vec<Vec<u8>> = a.values().map(<[u8]>::to_vec).collect();
+            prop_assert_eq!(a.clone().into_values(), shown);
             // Pointwise maximum, entry by entry.
             let (ca, cb) = (a.context(), b.context());
             let mut c = ca.clone();

@@ -807,12 +807,16 @@ impl Node {
             } => {
                 self.replica.trims().record(&key, trimmed);
                 self.repair(&key, &merged, stale, budget);
-                let values: Vec<ByteBuf> =
-                    merged.values().map(|v| ByteBuf::from(v.to_vec())).collect();
+                let context = self.config.secret.seal(&key, &merged.context());
+                let values: Vec<ByteBuf> = merged
+                    .into_values()
+                    .into_iter()
+                    .map(ByteBuf::from)
+                    .collect();
                 Response::Value {
                     found: !values.is_empty(),
                     values,
-                    context: self.config.secret.seal(&key, &merged.context()),
+                    context,
                 }
             }
             ReadOutcome::Failed(e) => error(ErrorKind::Unavailable, e),
@@ -1030,19 +1034,22 @@ impl Node {
         // One encoding of the replica write, shared by every replica's request (and by the
         // hints of those that miss it): a put holds its value a fixed number of times,
         // whatever N.
-        let payload = Arc::new(incoming.encode());
+        let payload = incoming.encode();
         if let Err(e) = budget.take(2 * payload.len()) {
             return error(ErrorKind::Unavailable, e);
         }
         let deadline = deadline.for_coordinator();
         let timeout = deadline.remaining();
-        let request = Arc::new(proto::encode_request(
-            &Request::ReplicaWrite {
-                key: ByteBuf::from(key.clone()),
-                siblings: ByteBuf::from(payload.to_vec()),
-            },
-            Some(timeout),
-        ));
+        let replica_write = Request::ReplicaWrite {
+            key: ByteBuf::from(key),
+            siblings: ByteBuf::from(payload),
+        };
+        let request = Arc::new(proto::encode_request(&replica_write, Some(timeout)));
+        // The key and the payload back from the request (moved, not copied).
+        let Request::ReplicaWrite { key, siblings } = replica_write else {
+            unreachable!("built just above")
+        };
+        let (key, payload) = (key.into_vec(), Arc::new(siblings.into_vec()));
         let c = WriteCoordinator::new(
             &self.config.id,
             &replicas.primaries,
