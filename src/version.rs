@@ -608,11 +608,13 @@ impl Siblings {
     /// then a compact little-endian layout (see `docs/protocol.md`). Every replica read and
     /// write decodes and encodes siblings, so this is a hand-written format rather than CBOR.
     pub fn encode(&self) -> Vec<u8> {
+        // Exactly the encoding's size (a version without a write id may take one tag byte
+        // more than its `encoded_len`), so the buffer never grows.
         let mut out = Vec::with_capacity(
-            16 + self
+            5 + self
                 .versions
                 .iter()
-                .map(Version::encoded_hint)
+                .map(|v| v.encoded_len() + 1)
                 .sum::<usize>(),
         );
         let write_ids = self.versions.iter().any(|v| v.write_id.is_some());
@@ -739,16 +741,6 @@ impl Version {
         // tag alone: see `trim`).
         let write_id = self.write_id.map_or(0, |_| 17);
         4 + clock + 4 + self.dot.node.len() + 16 + 8 + 1 + value + write_id
-    }
-
-    fn encoded_hint(&self) -> usize {
-        48 + self
-            .clock
-            .entries
-            .keys()
-            .map(|k| k.len() + 20)
-            .sum::<usize>()
-            + self.value.as_ref().map_or(0, Vec::len)
     }
 }
 
@@ -1478,6 +1470,9 @@ mod tests {
         #[test]
         fn owned_merges_equal_copying_ones(a in arb_siblings(), b in arb_siblings()) {
             prop_assert_eq!(a.clone().merge_owned(b.clone()), a.merge(&b));
+            // The encoding is written into a buffer of its size: it never grows.
+            let encoded = a.encode();
+            prop_assert!(encoded.capacity() <= encoded.len() + a.len());
             let shown: Vec<Vec<u8>> = a.values().map(<[u8]>::to_vec).collect();
             prop_assert_eq!(a.clone().into_values(), shown);
             // Pointwise maximum, entry by entry.
