@@ -3,8 +3,10 @@
 # turns (old, new, old, new, ...) so the machine's drift hits both alike, and prints each
 # run's throughput, p99 and the CPU time its nodes spent per operation (load included; work
 # done, so steadier than throughput on a noisy machine) as JSON lines, then the medians side
-# by side. OPERATIONS sets the operations per run (default 100000); BENCH_ARGS adds flags to
-# `kvctl bench` (e.g. "--key-order hashed", which only this release's bench has).
+# by side, and the medians of each round's new/old ratios (the two runs of a round are taken
+# back to back, so they share the machine's drift). OPERATIONS sets the operations per run
+# (default 100000); BENCH_ARGS adds flags to `kvctl bench` (e.g. "--key-order hashed", which
+# only this release's bench has).
 #
 #   benches/compare-release.sh OLD_KVCTL NEW_KVCTL [ROUNDS]
 #
@@ -57,4 +59,22 @@ for w in ("a", "c"):
         p99 = {op: statistics.median(r["p99_ms"][op] for r in rs) for op in rs[0]["p99_ms"]}
         print(f"{w} | {b} | {med[b]:.0f} | {cpu[b]:.0f} | {p99}")
     print(f"{w} | new/old | {med['new'] / med['old']:.3f} | {cpu['new'] / cpu['old']:.3f} |")
+# Each round's two runs are taken back to back, so they share the machine's drift (which moves
+# throughput by ±25 % between rounds): the median of the rounds' own ratios is the steadier
+# comparison.
+print("workload | paired medians of new/old per round: ops/s | node CPU per op | p99 (per operation)")
+for w in ("a", "c"):
+    pairs = []
+    for r in sorted({r["round"] for r in rows}):
+        o = [x for x in rows if x["workload"] == w and x["build"] == "old" and x["round"] == r]
+        n = [x for x in rows if x["workload"] == w and x["build"] == "new" and x["round"] == r]
+        if o and n:
+            pairs.append((o[0], n[0]))
+    if not pairs:
+        continue
+    ratio = lambda f: statistics.median(f(n) / f(o) for o, n in pairs)
+    ops = ratio(lambda r: r["ops_per_sec"])
+    cpu = ratio(lambda r: r["node_cpu_us_per_op"])
+    p99 = {op: round(ratio(lambda r: r["p99_ms"][op]), 3) for op in pairs[0][0]["p99_ms"]}
+    print(f"{w} | {ops:.3f} | {cpu:.3f} | {p99}")
 PY
