@@ -21,7 +21,7 @@ use kvctl::transport::{
 use kvctl::version::{new_version_against, Siblings, CLOCK_ENTRIES_MAX, SIBLINGS_FORMAT_WRITE_IDS};
 use parking_lot::Mutex;
 use serde_bytes::ByteBuf;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::{self, Connections};
 use crate::coordinator::{
@@ -299,10 +299,12 @@ enum WriteEvent {
 }
 
 /// Carries out what a put's [`WriteCoordinator`] asks: replica writes and hints as tasks, its
-/// timer; feeds it their outcomes.
+/// timer; feeds it their outcomes, and this node's copy becoming durable.
 struct WriteDriver {
     node: Arc<Node>,
     c: WriteCoordinator,
+    /// This node's copy, until it is durable (or failed).
+    durable: Option<oneshot::Receiver<Result<(), ReplicaError>>>,
     key: Arc<Vec<u8>>,
     /// The encoded siblings of the write (a hint's content).
     payload: Arc<Vec<u8>>,
@@ -363,11 +365,27 @@ impl WriteDriver {
             }
             self.node
                 .set_timer(timer.as_mut(), &mut wake_at, self.c.poll_timeout());
+            // Awaited here rather than by a task of its own: one task and one message less
+            // per put.
+            let local = std::future::poll_fn(|cx| {
+                let Some(durable) = self.durable.as_mut() else {
+                    return std::task::Poll::Pending;
+                };
+                let r =
+                    std::task::ready!(std::future::Future::poll(std::pin::Pin::new(durable), cx));
+                self.durable = None;
+                std::task::Poll::Ready(match r {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(WriteFailure::Refused(e.to_string())),
+                    Err(_) => Err(WriteFailure::Refused(ReplicaError::Closed.to_string())),
+                })
+            });
             tokio::select! {
                 Some(event) = self.rx.recv() => match event {
                     WriteEvent::Stored(from, r) => self.c.on_reply(&from, r),
                     WriteEvent::Hinted(target, r) => self.c.on_hinted(&target, r),
                 },
+                r = local => self.c.on_reply(&self.node.config.id, r),
                 () = &mut timer => self.c.on_timeout(self.node.now_ms()),
             }
         }
@@ -1059,20 +1077,10 @@ impl Node {
             Hinting::On,
         );
         let (tx, rx) = mpsc::channel(2 * self.config.replication + 2);
-        {
-            let (tx, me) = (tx.clone(), self.config.id.clone());
-            tokio::spawn(async move {
-                let r = match durable.await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(WriteFailure::Refused(e.to_string())),
-                    Err(_) => Err(WriteFailure::Refused(ReplicaError::Closed.to_string())),
-                };
-                let _ = tx.send(WriteEvent::Stored(me, r)).await;
-            });
-        }
         let mut write = WriteDriver {
             node: self.clone(),
             c,
+            durable: Some(durable),
             key: Arc::new(key),
             payload,
             request,
