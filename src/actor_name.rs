@@ -97,12 +97,6 @@ impl PartialEq for ActorName {
 
 impl Eq for ActorName {}
 
-impl PartialEq<str> for ActorName {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
 impl PartialEq<&str> for ActorName {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other

@@ -331,7 +331,7 @@ thread_local! {
     /// Each thread's encoding buffer: CBOR is written a few bytes at a time, and a fresh `Vec`
     /// would grow by doubling (a dozen reallocations for a 1 KiB value); the message is then
     /// copied out once, at its size.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 fn encode_with<T: Message>(body: &T, timeout_ms: Option<u64>) -> Vec<u8> {
@@ -340,21 +340,14 @@ fn encode_with<T: Message>(body: &T, timeout_ms: Option<u64>) -> Vec<u8> {
         body,
         timeout_ms,
     };
-    SCRATCH.with(|scratch| {
-        let Ok(mut scratch) = scratch.try_borrow_mut() else {
-            // Only an encoding inside an encoding gets here (none does today).
-            let mut out = Vec::new();
-            ciborium::into_writer(&envelope, &mut out).expect("encoding to a Vec cannot fail");
-            return out;
-        };
-        scratch.clear();
-        ciborium::into_writer(&envelope, &mut *scratch).expect("encoding to a Vec cannot fail");
-        let out = scratch.to_vec();
-        if scratch.capacity() > SCRATCH_BYTES_KEPT_MAX {
-            *scratch = Vec::new();
-        }
-        out
-    })
+    let mut scratch = SCRATCH.take();
+    scratch.clear();
+    ciborium::into_writer(&envelope, &mut scratch).expect("encoding to a Vec cannot fail");
+    let out = scratch.to_vec();
+    if scratch.capacity() <= SCRATCH_BYTES_KEPT_MAX {
+        SCRATCH.set(scratch);
+    }
+    out
 }
 
 /// Decodes a response (or any message, ignoring a time budget).
