@@ -11,10 +11,12 @@
 //! - [`proto`]: the wire messages; [`transport`]: QUIC requests; [`deadline`]: the time
 //!   budget a request carries; [`budget`]: admission
 //!   control (bytes in flight per node and per connection); [`tls`] and [`certs`]: mutual
-//!   TLS and the certificates; [`client`]: the client SDK, with
-//!   [`topology`] (its picture of the cluster, routing) and [`retry`] (what it may try again); [`home`]: a cluster's directory.
+//!   TLS and the certificates; [`role`]: what a client certificate may ask (least privilege);
+//!   [`client`]: the client SDK, with [`topology`] (its picture of the cluster, routing) and
+//!   [`retry`] (what it may try again); [`home`]: a cluster's directory.
 
 pub mod actor_name;
+pub mod bounded_list;
 pub mod budget;
 pub mod certs;
 pub mod client;
@@ -26,6 +28,7 @@ pub mod home;
 pub mod placement;
 pub mod proto;
 pub mod retry;
+pub mod role;
 pub mod ring;
 pub mod tls;
 pub mod topology;

@@ -29,6 +29,46 @@ pub const PROTOCOL_VERSION_MIN: u16 = 1;
 /// Largest message: the value limit (16 MiB) plus 1 MiB for the key, context and framing.
 pub const MESSAGE_BYTES_MAX: usize = (16 << 20) + (1 << 20);
 
+// The lists a message may hold are bounded as they are decoded (see [`crate::bounded_list`]),
+// so that no message costs a reader more than a small multiple of its size.
+
+/// Most members a gossip message or a status reply lists (a node knows at most this many).
+pub const MEMBERS_MAX: usize = 1024;
+/// Most tokens a member owns.
+pub const TOKENS_PER_MEMBER_MAX: usize = 256;
+/// Most values a get's reply carries: the siblings of a merge, before its trim, from up to
+/// four replicas' sets (see `kvctl::version::SIBLINGS_MAX`).
+pub const VALUES_MAX: usize = 4 * crate::version::SIBLINGS_MAX;
+/// Most leaves a Merkle tree has.
+pub const TREE_LEAVES_MAX: usize = 4096;
+/// Most entries one chunk of a bulk transfer carries (a chunk is about
+/// [`crate::transport::CHUNK_BYTES`] of entries; each entry takes dozens of bytes at least).
+pub const CHUNK_ENTRIES_MAX: usize = 1 << 16;
+
+fn members<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Member>, D::Error> {
+    crate::bounded_list::deserialize(d, MEMBERS_MAX, "members")
+}
+
+fn member_views<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<MemberView>, D::Error> {
+    crate::bounded_list::deserialize(d, MEMBERS_MAX, "members")
+}
+
+fn tokens<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u128>, D::Error> {
+    crate::bounded_list::deserialize(d, TOKENS_PER_MEMBER_MAX, "tokens")
+}
+
+fn values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ByteBuf>, D::Error> {
+    crate::bounded_list::deserialize(d, VALUES_MAX, "values")
+}
+
+fn leaves<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ByteBuf>, D::Error> {
+    crate::bounded_list::deserialize(d, TREE_LEAVES_MAX, "leaves")
+}
+
+fn entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ScanEntry>, D::Error> {
+    crate::bounded_list::deserialize(d, CHUNK_ENTRIES_MAX, "entries")
+}
+
 /// How many replicas must answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Consistency {
@@ -85,6 +125,7 @@ pub enum MemberState {
 pub struct Member {
     pub id: String,
     pub addr: SocketAddr,
+    #[serde(deserialize_with = "tokens")]
     pub tokens: Vec<u128>,
     pub state: MemberState,
     /// Set when the node process starts (its start time in ms), so a restart supersedes.
@@ -153,7 +194,10 @@ pub enum Request {
     /// Node to node: merge these versions (encoded siblings) into the replica's.
     ReplicaWrite { key: ByteBuf, siblings: ByteBuf },
     /// Node to node: a gossip exchange.
-    Gossip { members: Vec<Member> },
+    Gossip {
+        #[serde(deserialize_with = "members")]
+        members: Vec<Member>,
+    },
     /// The receiving node's view of the cluster.
     Status,
     /// Node to node, a bulk transfer: every key this replica stores whose token is in the
@@ -201,6 +245,9 @@ pub enum ErrorKind {
     Internal,
     /// The node does not know this request (it runs an older release).
     Unsupported,
+    /// The client certificate's role does not allow this request (the message names the role
+    /// and the one needed). Version 2, as is every request a role may refuse; never retried.
+    Forbidden,
     /// A kind this build does not know (sent by a newer release).
     #[serde(other)]
     Other,
@@ -210,6 +257,7 @@ pub enum ErrorKind {
 pub enum Response {
     Value {
         found: bool,
+        #[serde(deserialize_with = "values")]
         values: Vec<ByteBuf>,
         context: String,
     },
@@ -222,6 +270,7 @@ pub enum Response {
     Ack,
     Members {
         node: String,
+        #[serde(deserialize_with = "member_views")]
         members: Vec<MemberView>,
         /// Replicas per key (N) the node places keys on; 0 from nodes that do not say (the
         /// first releases).
@@ -234,12 +283,14 @@ pub enum Response {
     },
     /// One chunk of a bulk transfer; `last` on the final one.
     Chunk {
+        #[serde(deserialize_with = "entries")]
         entries: Vec<ScanEntry>,
         last: bool,
     },
     /// A replica's Merkle tree of a range: its root, its leaves if asked, its keys.
     Tree {
         root: ByteBuf,
+        #[serde(deserialize_with = "leaves")]
         leaves: Vec<ByteBuf>,
         keys: u64,
     },
@@ -306,7 +357,7 @@ impl Message for Response {
             | Response::Tree { .. }
             | Response::Repaired { .. }
             | Response::Error {
-                kind: ErrorKind::Unsupported | ErrorKind::Other,
+                kind: ErrorKind::Unsupported | ErrorKind::Forbidden | ErrorKind::Other,
                 ..
             } => 2,
             _ => 1,
@@ -361,17 +412,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<(Request, Option<Duration>), Proto
     match decode_envelope::<Request>(bytes) {
         Ok(e) => Ok((e.body, e.timeout_ms.map(Duration::from_millis))),
         Err(ProtoError::Decode(reason)) => {
-            // An externally tagged variant is a map of one entry, or a bare name.
-            let name = decode_envelope::<ciborium::Value>(bytes)
-                .ok()
-                .and_then(|e| match e.body {
-                    ciborium::Value::Text(name) => Some(name),
-                    ciborium::Value::Map(entries) if entries.len() == 1 => {
-                        entries[0].0.as_text().map(str::to_string)
-                    }
-                    _ => None,
-                })
-                .filter(|name| !REQUEST_NAMES.contains(&name.as_str()));
+            let name = request_name(bytes).filter(|name| !REQUEST_NAMES.contains(&name.as_str()));
             Err(match name {
                 Some(name) => ProtoError::UnknownRequest { name },
                 None => ProtoError::Decode(reason),
@@ -379,6 +420,114 @@ pub fn decode_request(bytes: &[u8]) -> Result<(Request, Option<Duration>), Proto
         }
         Err(e) => Err(e),
     }
+}
+
+/// The longest request name looked for: longer is no request's name.
+const REQUEST_NAME_BYTES_MAX: usize = 64;
+
+/// The name of the request in an envelope, read without decoding the request's fields, so
+/// that a message that is not a request costs nothing more than its bytes: an externally
+/// tagged variant is a bare name, or a map of one entry keyed by the name. `None` if the
+/// body is neither.
+fn request_name(bytes: &[u8]) -> Option<String> {
+    use serde::de::{self, IgnoredAny, MapAccess, Visitor};
+
+    /// The envelope's entries up to `body`; the rest is not read.
+    struct EnvelopeBody;
+    /// The body's name; the fields after it are not read.
+    struct Name;
+
+    impl<'de> Visitor<'de> for EnvelopeBody {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an envelope")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while let Some(key) = map.next_key::<Key>()? {
+                if key.0 {
+                    // Returning here leaves the rest of the input unread; nothing else will
+                    // read it.
+                    return map.next_value_seed(Name);
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(None)
+        }
+    }
+
+    impl<'de> de::DeserializeSeed<'de> for Name {
+        type Value = Option<String>;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Name {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a request")
+        }
+
+        fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
+            Ok((name.len() <= REQUEST_NAME_BYTES_MAX).then(|| name.to_string()))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            if map.size_hint() != Some(1) {
+                return Ok(None);
+            }
+            Ok(map.next_key::<ShortText>()?.and_then(|name| name.0))
+        }
+    }
+
+    /// Whether a key of the envelope is `body` (any other key is skipped).
+    struct Key(bool);
+
+    impl<'de> de::Deserialize<'de> for Key {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ShortTextVisitor)
+                .map(|text| Key(text.0.as_deref() == Some("body")))
+        }
+    }
+
+    /// A text of at most [`REQUEST_NAME_BYTES_MAX`] bytes; `None` for anything else.
+    struct ShortText(Option<String>);
+    struct ShortTextVisitor;
+
+    impl<'de> de::Deserialize<'de> for ShortText {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ShortTextVisitor)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ShortTextVisitor {
+        type Value = ShortText;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a text")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<ShortText, E> {
+            Ok(ShortText(
+                (text.len() <= REQUEST_NAME_BYTES_MAX).then(|| text.to_string()),
+            ))
+        }
+    }
+
+    /// What the envelope holds: the name, if the body has one.
+    struct Found(Option<String>);
+
+    impl<'de> de::Deserialize<'de> for Found {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(EnvelopeBody).map(Found)
+        }
+    }
+
+    ciborium::from_reader::<Found, _>(bytes).ok().and_then(|found| found.0)
 }
 
 /// The requests this build knows, by their names on the wire.
@@ -641,6 +790,65 @@ mod tests {
         for cut in 0..4 {
             assert_eq!(leading_version(&ack[..cut]), None);
         }
+    }
+
+    /// A message that is no request (a body of millions of zeros) is a decode error found
+    /// without reading the body; the lists a message holds are refused past their bounds,
+    /// and the name of an unknown request is still found wherever the body is.
+    #[test]
+    fn huge_bodies_and_long_lists_are_refused() {
+        let zeros = 1 << 20;
+        let mut bytes = cbor(&Value::Map(vec![
+            (text("v"), Value::Integer(2.into())),
+            (text("timeout_ms"), Value::Integer(60_000.into())),
+            (text("body"), Value::Array(vec![])),
+        ]));
+        // The array's head, then its elements: CBOR's 0x9a is an array of a 32-bit length.
+        bytes.pop();
+        bytes.push(0x9a);
+        bytes.extend_from_slice(&(zeros as u32).to_be_bytes());
+        bytes.resize(bytes.len() + zeros, 0);
+        assert!(matches!(decode_request(&bytes), Err(ProtoError::Decode(_))));
+
+        let member = |tokens: usize| Member {
+            id: "n1".into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            tokens: (0..tokens as u128).collect(),
+            state: MemberState::Normal,
+            generation: 1,
+            heartbeat: 1,
+            incarnation: 1,
+            siblings_trimmed: 0,
+            hints_pending: 0,
+            siblings_format_max: 3,
+        };
+        let gossip = |members: Vec<Member>| encode_request(&Request::Gossip { members }, None);
+        let ok = gossip(vec![member(TOKENS_PER_MEMBER_MAX)]);
+        assert!(matches!(decode_request(&ok), Ok((Request::Gossip { .. }, _))));
+        let many_tokens = gossip(vec![member(TOKENS_PER_MEMBER_MAX + 1)]);
+        match decode_request(&many_tokens) {
+            Err(ProtoError::Decode(e)) => assert!(e.contains("at most 256 tokens"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let many_members = gossip(vec![member(1); MEMBERS_MAX + 1]);
+        match decode_request(&many_members) {
+            Err(ProtoError::Decode(e)) => assert!(e.contains("at most 1024 members"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+
+        // An unknown request after a long field the envelope does not know.
+        let unknown = cbor(&Value::Map(vec![
+            (text("v"), Value::Integer(9.into())),
+            (text("pad"), Value::Array(vec![Value::Integer(0.into()); 1000])),
+            (
+                text("body"),
+                Value::Map(vec![(text("Decommission"), Value::Array(vec![]))]),
+            ),
+        ]));
+        assert!(matches!(
+            decode_request(&unknown),
+            Err(ProtoError::UnknownRequest { name }) if name == "Decommission"
+        ));
     }
 
     /// What a node of the first release reads: a version-1 envelope of exactly `v` and

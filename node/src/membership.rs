@@ -42,10 +42,11 @@ use crate::failure_detector::{ArrivalWindow, PHI_CONVICT_THRESHOLD_DEFAULT};
 
 /// How often a node gossips (and so bumps its heartbeat), in ms.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
-/// The most members a node knows (itself included); entries for more are refused.
-pub const MEMBERS_MAX: usize = 1024;
-/// The most tokens a member may own.
-pub const TOKENS_PER_MEMBER_MAX: usize = 256;
+/// The most members a node knows (itself included); entries for more are refused. The same
+/// bound as a message's list of members, so a node's list always fits one.
+pub const MEMBERS_MAX: usize = kvctl::proto::MEMBERS_MAX;
+/// The most tokens a member may own (as many as a message may carry).
+pub const TOKENS_PER_MEMBER_MAX: usize = kvctl::proto::TOKENS_PER_MEMBER_MAX;
 /// How far ahead of this node's wall clock a generation may be (clocks differ a little; a
 /// generation far in the future would let an entry win over the node's real ones).
 pub const GENERATION_AHEAD_MAX_MS: u64 = 3_600_000;
