@@ -84,7 +84,10 @@ mod tests {
         let mut bytes = cbor(&ciborium::Value::Map(vec![("tokens".into(), list)]));
         if !definite {
             // Rewrite the array's head (one byte for short lists) as an indefinite one.
-            let at = bytes.iter().position(|b| (0x80..=0x97).contains(b)).unwrap();
+            let at = bytes
+                .iter()
+                .position(|b| (0x80..=0x97).contains(b))
+                .unwrap();
             bytes[at] = 0x9f;
             bytes.push(0xff);
         }

@@ -527,7 +527,9 @@ fn request_name(bytes: &[u8]) -> Option<String> {
         }
     }
 
-    ciborium::from_reader::<Found, _>(bytes).ok().and_then(|found| found.0)
+    ciborium::from_reader::<Found, _>(bytes)
+        .ok()
+        .and_then(|found| found.0)
 }
 
 /// The requests this build knows, by their names on the wire.
@@ -824,7 +826,10 @@ mod tests {
         };
         let gossip = |members: Vec<Member>| encode_request(&Request::Gossip { members }, None);
         let ok = gossip(vec![member(TOKENS_PER_MEMBER_MAX)]);
-        assert!(matches!(decode_request(&ok), Ok((Request::Gossip { .. }, _))));
+        assert!(matches!(
+            decode_request(&ok),
+            Ok((Request::Gossip { .. }, _))
+        ));
         let many_tokens = gossip(vec![member(TOKENS_PER_MEMBER_MAX + 1)]);
         match decode_request(&many_tokens) {
             Err(ProtoError::Decode(e)) => assert!(e.contains("at most 256 tokens"), "{e}"),
@@ -839,7 +844,10 @@ mod tests {
         // An unknown request after a long field the envelope does not know.
         let unknown = cbor(&Value::Map(vec![
             (text("v"), Value::Integer(9.into())),
-            (text("pad"), Value::Array(vec![Value::Integer(0.into()); 1000])),
+            (
+                text("pad"),
+                Value::Array(vec![Value::Integer(0.into()); 1000]),
+            ),
             (
                 text("body"),
                 Value::Map(vec![(text("Decommission"), Value::Array(vec![]))]),
