@@ -310,7 +310,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__cert__subcmd__client)
-            opts="-h -V --ca-dir --name --out --days --home --help --version"
+            opts="-h -V --ca-dir --name --out --role --days --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -326,6 +326,10 @@ _kvctl() {
                     ;;
                 --out)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --role)
+                    COMPREPLY=($(compgen -W "app admin" -- "${cur}"))
                     return 0
                     ;;
                 --days)

@@ -191,6 +191,8 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcom
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l ca-dir -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l name -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l out -d 'Where to write client.pem, client.key (and a copy of ca.pem)' -r -F
+complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l role -d 'What the certificate may ask: app (get, put, delete, status, ring) or admin (also repair, membership and maintenance)' -r -f -a "app\t''
+admin\t''"
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l days -d 'Days the certificate is valid for' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F
 complete -c kvctl -n "__fish_kvctl_using_subcommand cert; and __fish_seen_subcommand_from client" -s h -l help -d 'Print help'

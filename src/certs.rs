@@ -5,6 +5,9 @@
 //! dialled. Node certificates are valid for both server and client authentication (nodes call
 //! each other); client certificates only for client authentication.
 //!
+//! A client certificate carries its holder's [`Role`] in its subject, as an organizational
+//! unit `kvctl-role:<role>` ([`ROLE_UNIT_PREFIX`], read back by [`role_of`]).
+//!
 //! Every certificate has a [`Validity`]: by default the CA for [`CA_LIFETIME_DAYS`], node and
 //! client certificates for [`CERT_LIFETIME_DAYS`] (CockroachDB's defaults). A peer whose
 //! certificate has expired, or is not valid yet, is refused at the handshake.
@@ -19,6 +22,8 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 
+use crate::role::Role;
+
 /// The DNS name every node certificate carries and every client verifies.
 pub const NODE_SERVER_NAME: &str = "kvctl-node";
 /// A node certificate's common name is this followed by the node's id: the CA vouches for the
@@ -27,6 +32,12 @@ pub const NODE_COMMON_NAME_PREFIX: &str = "kvctl node ";
 /// The longest node id.
 pub const NODE_ID_BYTES_MAX: usize = 128;
 const CA_COMMON_NAME: &str = "kvctl cluster CA";
+/// A client certificate's role is an organizational unit of its subject: this followed by the
+/// role's name (`kvctl-role:app`). A subject attribute rather than a private extension: the CA
+/// signs it all the same, `openssl x509 -noout -subject` shows it to an operator, rcgen writes
+/// it and x509-parser reads it without an object identifier of our own, and a certificate
+/// without it (made before roles) is still an ordinary one.
+pub const ROLE_UNIT_PREFIX: &str = "kvctl-role:";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -85,6 +96,22 @@ pub fn node_id_of(der: &[u8]) -> Result<Option<String>, String> {
         .and_then(|cn| cn.strip_prefix(NODE_COMMON_NAME_PREFIX))
         .filter(|id| check_node_id(id).is_ok());
     Ok(id.map(str::to_string))
+}
+
+/// The role a client certificate (DER) gives its holder, from its `kvctl-role:<role>`
+/// organizational units. A certificate without one was made before roles and reads as
+/// [`Role::Admin`], so that it keeps doing what it did. A role this build does not know (from a
+/// newer release) reads as [`Role::App`], the least: an unknown role is never trusted with
+/// more; so does a certificate that names several roles, as the least of them.
+pub fn role_of(der: &[u8]) -> Result<Role, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let roles = cert
+        .subject()
+        .iter_organizational_unit()
+        .filter_map(|unit| unit.as_str().ok())
+        .filter_map(|unit| unit.strip_prefix(ROLE_UNIT_PREFIX))
+        .map(|name| name.parse::<Role>().unwrap_or(Role::App));
+    Ok(roles.min().unwrap_or(Role::Admin))
 }
 
 /// The node id the node certificate `<dir>/<stem>.pem` was made for.
@@ -171,11 +198,14 @@ pub fn new_ca(validity: Validity) -> Result<Pem, CertError> {
     })
 }
 
+/// Issues a certificate for `common_name` (and the subject alternative `names`), signed by
+/// `ca`: for a node (`server`) or a client; a client's `role` goes into its subject.
 fn issue(
     ca: &Pem,
     common_name: &str,
     names: &[String],
     server: bool,
+    role: Option<Role>,
     validity: Validity,
 ) -> Result<Pem, CertError> {
     let ca_key = KeyPair::from_pem(&ca.key)?;
@@ -184,6 +214,12 @@ fn issue(
     validity.apply(&mut params);
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
+    if let Some(role) = role {
+        dn.push(
+            DnType::OrganizationalUnitName,
+            format!("{ROLE_UNIT_PREFIX}{role}"),
+        );
+    }
     params.distinguished_name = dn;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = if server {
@@ -223,13 +259,15 @@ pub fn new_node(
         &format!("{NODE_COMMON_NAME_PREFIX}{node_id}"),
         &names,
         true,
+        None,
         validity,
     )
 }
 
-/// A client certificate, valid during `validity`.
-pub fn new_client(ca: &Pem, name: &str, validity: Validity) -> Result<Pem, CertError> {
-    issue(ca, &format!("kvctl client {name}"), &[], false, validity)
+/// A client certificate for `role`, valid during `validity`.
+pub fn new_client(ca: &Pem, name: &str, role: Role, validity: Validity) -> Result<Pem, CertError> {
+    let common_name = format!("kvctl client {name}");
+    issue(ca, &common_name, &[], false, Some(role), validity)
 }
 
 /// Where a certificate set lives in a directory: `<stem>.pem` and `<stem>.key`.
@@ -301,4 +339,49 @@ pub fn read(dir: &Path, stem: &str) -> Result<Pem, CertError> {
         cert: read(&cert_path)?,
         key: read(&key_path)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls::pki_types::CertificateDer;
+
+    use super::*;
+
+    fn must_der(pem: &Pem) -> Vec<u8> {
+        CertificateDer::from_pem_slice(pem.cert.as_bytes())
+            .expect("rcgen writes a PEM certificate")
+            .to_vec()
+    }
+
+    /// A client certificate reads back with the role it was made for, and is no node's.
+    #[test]
+    fn client_certificates_carry_their_role() {
+        let ca = new_ca(Validity::days(1)).unwrap();
+        for role in Role::ALL {
+            let der = must_der(&new_client(&ca, "c", role, Validity::days(1)).unwrap());
+            assert_eq!(role_of(&der), Ok(role));
+            assert_eq!(node_id_of(&der), Ok(None));
+        }
+    }
+
+    /// A client certificate made before roles (no role in its subject) reads as admin; one
+    /// naming a role this build does not know reads as app, the least.
+    #[test]
+    fn certificates_without_a_known_role() {
+        let ca = new_ca(Validity::days(1)).unwrap();
+        let old = issue(&ca, "kvctl client cli", &[], false, None, Validity::days(1)).unwrap();
+        assert_eq!(role_of(&must_der(&old)), Ok(Role::Admin));
+
+        let mut params = CertificateParams::new(Vec::new()).unwrap();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "kvctl client future");
+        dn.push(
+            DnType::OrganizationalUnitName,
+            format!("{ROLE_UNIT_PREFIX}operator"),
+        );
+        params.distinguished_name = dn;
+        let key = KeyPair::generate().unwrap();
+        let future = params.self_signed(&key).unwrap();
+        assert_eq!(role_of(future.der()), Ok(Role::App));
+    }
 }

@@ -13,6 +13,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
 use crate::certs::{self, Pem};
+use crate::role::Role;
 use crate::transport;
 
 /// The ALPN protocol both ends must speak.
@@ -139,32 +140,43 @@ fn transport() -> Arc<quinn::TransportConfig> {
 pub enum Peer {
     /// A node certificate: the id it was made for.
     Node { id: String },
-    /// A client certificate (or anything that is not a node's).
-    Client,
+    /// A client certificate (or anything that is not a node's), and the role it gives.
+    Client { role: Role },
 }
 
 impl Peer {
+    /// The least a peer can be: a client of the least role. What a certificate that cannot be
+    /// read is taken for.
+    const LEAST: Peer = Peer::Client { role: Role::App };
+
     pub fn node_id(&self) -> Option<&str> {
         match self {
             Peer::Node { id } => Some(id),
-            Peer::Client => None,
+            Peer::Client { .. } => None,
         }
     }
 }
 
 /// The peer of a connection. The handshake already proved the certificate comes from the
 /// cluster CA; its parsed extended key usage and common name say whether it is a node's, and
-/// which ([`certs::node_id_of`]).
+/// which ([`certs::node_id_of`]); a client's subject says its role ([`certs::role_of`]).
 pub fn peer(conn: &quinn::Connection) -> Peer {
     let Some(identity) = conn.peer_identity() else {
-        return Peer::Client;
+        return Peer::LEAST;
     };
     let Ok(chain) = identity.downcast::<Vec<CertificateDer<'static>>>() else {
-        return Peer::Client;
+        return Peer::LEAST;
     };
-    match chain.first().map(|leaf| certs::node_id_of(leaf.as_ref())) {
-        Some(Ok(Some(id))) => Peer::Node { id },
-        _ => Peer::Client,
+    let Some(leaf) = chain.first() else {
+        return Peer::LEAST;
+    };
+    match certs::node_id_of(leaf.as_ref()) {
+        Ok(Some(id)) => Peer::Node { id },
+        Ok(None) => match certs::role_of(leaf.as_ref()) {
+            Ok(role) => Peer::Client { role },
+            Err(_) => Peer::LEAST,
+        },
+        Err(_) => Peer::LEAST,
     }
 }
 

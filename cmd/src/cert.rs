@@ -46,12 +46,14 @@ pub fn run(command: CertCommand) -> anyhow::Result<()> {
         }
         CertCommand::Client(args) => {
             let ca = certs::read(&args.ca_dir, "ca").context("reading the CA")?;
-            let client = certs::new_client(&ca, &args.name, Validity::days(args.days))?;
+            let validity = Validity::days(args.days);
+            let client = certs::new_client(&ca, &args.name, args.role, validity)?;
             certs::write(&args.out, "client", &client)?;
             fs::write(args.out.join("ca.pem"), &ca.cert)?;
             println!(
-                "wrote {0}/client.pem, {0}/client.key and {0}/ca.pem",
-                args.out.display()
+                "wrote {0}/client.pem, {0}/client.key and {0}/ca.pem (role {1})",
+                args.out.display(),
+                args.role
             );
         }
     }

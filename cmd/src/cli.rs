@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
 use kvctl::proto::Consistency;
+use kvctl::role::Role;
 
 /// kvctl: a leaderless, Dynamo-style distributed key-value store.
 #[derive(Debug, Parser)]
@@ -279,6 +281,11 @@ fn parse_consistency(s: &str) -> Result<Consistency, String> {
     s.parse()
 }
 
+/// Role names, listed so that `--help` and the completions offer them.
+fn role_parser() -> impl TypedValueParser<Value = Role> {
+    PossibleValuesParser::new(Role::ALL.map(Role::name)).try_map(|name| name.parse::<Role>())
+}
+
 #[derive(Debug, Args)]
 pub struct ShellArgs {
     /// The node that coordinates every request (default: any).
@@ -432,6 +439,10 @@ pub struct CertClientArgs {
     /// Where to write client.pem, client.key (and a copy of ca.pem).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// What the certificate may ask: app (get, put, delete, status, ring) or admin (also
+    /// repair, membership and maintenance).
+    #[arg(long, default_value = "admin", value_parser = role_parser())]
+    pub role: Role,
     /// Days the certificate is valid for.
     #[arg(long, default_value_t = kvctl::certs::CERT_LIFETIME_DAYS,
           value_parser = clap::value_parser!(u32).range(1..))]

@@ -12,6 +12,7 @@ use kvctl::client::Client;
 use kvctl::context::{ClusterSecret, SECRET_FILE};
 use kvctl::home::{self, ClusterFile, NodeEntry};
 use kvctl::ring::build_balanced;
+use kvctl::role::Role;
 use kvctl_shell::view::{self, StatusView};
 
 use crate::cli::{ClusterUpArgs, Output, StatusArgs};
@@ -39,7 +40,9 @@ fn create(home: &Path, args: &ClusterUpArgs) -> anyhow::Result<ClusterFile> {
     let certs_dir = home::certs_dir(home);
     let ca = certs::new_ca(Validity::days(certs::CA_LIFETIME_DAYS))?;
     certs::write(&certs_dir, "ca", &ca)?;
-    let client = certs::new_client(&ca, "cli", Validity::days(certs::CERT_LIFETIME_DAYS))?;
+    // The operator's certificate: admin, so `kvctl repair` and the maintenance commands work.
+    let validity = Validity::days(certs::CERT_LIFETIME_DAYS);
+    let client = certs::new_client(&ca, "cli", Role::Admin, validity)?;
     certs::write(&certs_dir, "client", &client)?;
     ClusterSecret::create(&certs_dir.join(SECRET_FILE))?;
     let ids: Vec<String> = (1..=args.nodes).map(|i| format!("node-{i}")).collect();

@@ -15,6 +15,7 @@ use std::time::Instant;
 use anyhow::bail;
 use kvctl::client::{Client, RangeRepaired};
 use kvctl::home;
+use kvctl::proto::ErrorKind;
 use kvctl::ring::Ring;
 use kvctl_node::merkle::in_range;
 use serde::{Deserialize, Serialize};
@@ -182,6 +183,11 @@ async fn repair(home_dir: &Path, client: &Client, args: &RepairArgs) -> anyhow::
                 totals.add(&r);
                 state.done.insert(name);
                 save_state(&state_path, &state)?;
+            }
+            // Every other range would be refused the same way: stop at once, saying why.
+            Err(e) if e.kind() == Some(ErrorKind::Forbidden) => {
+                progress.finish_and_clear();
+                bail!("{addr} refused the repair: {e}");
             }
             Err(e) => totals.failed.push((name, e.to_string())),
         }

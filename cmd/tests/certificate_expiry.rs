@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use common::kvctl;
 use kvctl::certs::{self, Validity};
 use kvctl::home::{self, ClusterFile, NodeEntry};
+use kvctl::role::Role;
 
 fn expired() -> Validity {
     let day = Duration::from_secs(86_400);
@@ -70,7 +71,7 @@ fn a_client_with_an_expired_certificate_says_so() {
     certs::write(
         &certs_dir,
         "client",
-        &certs::new_client(&ca, "cli", expired()).unwrap(),
+        &certs::new_client(&ca, "cli", Role::Admin, expired()).unwrap(),
     )
     .unwrap();
     home::write(

@@ -11,6 +11,7 @@ use common::Cluster;
 use kvctl::certs::{self, Validity, NODE_SERVER_NAME};
 use kvctl::client::Client;
 use kvctl::proto::{self, ErrorKind, Response};
+use kvctl::role::Role;
 use kvctl::tls::Identity;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -69,7 +70,7 @@ fn cluster_refuses_untrusted_clients_and_survives_garbage() {
     };
     // A certificate from another CA: refused.
     let other_ca = certs::new_ca(Validity::days(1)).unwrap();
-    let other = certs::new_client(&other_ca, "intruder", Validity::days(1)).unwrap();
+    let other = certs::new_client(&other_ca, "intruder", Role::Admin, Validity::days(1)).unwrap();
     let err = status_as(&other).unwrap_err().to_string();
     assert!(
         err.contains("TLS") || err.contains("handshake") || err.contains("closed"),
@@ -93,14 +94,14 @@ fn cluster_refuses_untrusted_clients_and_survives_garbage() {
         ("expired", expired, "certificate expired"),
         ("not yet valid", not_yet, "certificate not valid yet"),
     ] {
-        let own = certs::new_client(&ca, what, validity).unwrap();
+        let own = certs::new_client(&ca, what, Role::Admin, validity).unwrap();
         let err = status_as(&own).unwrap_err().to_string();
         assert!(
             err.contains("TLS handshake failed") && err.contains(says),
             "{what}: {err}"
         );
     }
-    let current = certs::new_client(&ca, "current", Validity::days(1)).unwrap();
+    let current = certs::new_client(&ca, "current", Role::Admin, Validity::days(1)).unwrap();
     status_as(&current).expect("a current certificate is accepted");
 
     // A trusted client sending garbage gets an error reply, and the node keeps serving.

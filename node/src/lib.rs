@@ -7,6 +7,7 @@
 //!   counting toward the level, merging, read repair, forwarding).
 //! - [`placement`]: a key's primaries and the fallbacks after them (`kvctl::placement`,
 //!   shared with the client SDK).
+//! - [`access`]: who may send which request (node certificates, client roles).
 //! - [`admission`]: connections per node and per peer, and the node's limits.
 //! - [`keyspace`]: the engine's keys: data keys ordered by ring token, hints, node metadata.
 //! - [`migration`]: opening a data directory at this build's format, migrating older ones.
@@ -21,6 +22,7 @@
 //! - [`quorum`]: counting replica replies toward a consistency level.
 //! - [`replica`]: a key's siblings stored in the engine, merged on every write.
 
+pub mod access;
 pub mod admission;
 pub mod coordinator;
 pub mod failure_detector;

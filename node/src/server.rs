@@ -23,6 +23,7 @@ use parking_lot::Mutex;
 use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::access;
 use crate::admission::{self, Connections};
 use crate::coordinator::{
     route, Action, ForwardOutcome, ForwardReply, Forwarder, Hinting, ReadCoordinator, ReadFailure,
@@ -538,7 +539,7 @@ impl Node {
                         let peer = Arc::new(kvctl::tls::peer(&conn));
                         let budget = match *peer {
                             Peer::Node { .. } => node.budget.node_connection(),
-                            Peer::Client => node.budget.connection(),
+                            Peer::Client { .. } => node.budget.connection(),
                         };
                         while let Ok((send, recv)) = conn.accept_bi().await {
                             let (node, peer) = (node.clone(), peer.clone());
@@ -621,28 +622,8 @@ impl Node {
         budget: Arc<RequestBudget>,
         deadline: Deadline,
     ) -> Reply {
-        let from_node = peer.node_id().is_some();
-        let node_only = matches!(
-            request,
-            Request::ReplicaRead { .. }
-                | Request::ReplicaWrite { .. }
-                | Request::Gossip { .. }
-                | Request::ReplicaScan { .. }
-                | Request::MerkleTree { .. }
-                | Request::RangeSynced { .. }
-        ) || matches!(
-            request,
-            Request::Put {
-                forwarded: true,
-                ..
-            }
-        );
-        if node_only && !from_node {
-            return error(
-                ErrorKind::BadRequest,
-                "node-to-node requests need a node certificate; this is a client certificate",
-            )
-            .into();
+        if let Err(refusal) = access::check(&request, peer) {
+            return refusal.into();
         }
         let response = match request {
             Request::Get { key, consistency } => {
