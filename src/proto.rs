@@ -248,6 +248,11 @@ pub enum ErrorKind {
     /// The client certificate's role does not allow this request (the message names the role
     /// and the one needed). Version 2, as is every request a role may refuse; never retried.
     Forbidden,
+    /// Node to node: the versions sent are ones no node makes, or cannot be stored as they
+    /// are (see `Siblings::check_sent`, `VersionError::Trimmed`): sending them again will
+    /// never succeed. Unlike [`ErrorKind::BadRequest`], which may mean the receiver is older
+    /// and does not read what was sent, so a hint refused with it is kept. Version 2.
+    Invalid,
     /// A kind this build does not know (sent by a newer release).
     #[serde(other)]
     Other,
@@ -357,7 +362,11 @@ impl Message for Response {
             | Response::Tree { .. }
             | Response::Repaired { .. }
             | Response::Error {
-                kind: ErrorKind::Unsupported | ErrorKind::Forbidden | ErrorKind::Other,
+                kind:
+                    ErrorKind::Unsupported
+                    | ErrorKind::Forbidden
+                    | ErrorKind::Invalid
+                    | ErrorKind::Other,
                 ..
             } => 2,
             _ => 1,

@@ -74,6 +74,10 @@ pub const SIBLINGS_FORMAT_WRITE_IDS: u8 = 3;
 /// `u64::MAX`, where new dots would saturate and collide.
 pub const COUNTER_MAX: u64 = 1 << 62;
 
+/// The longest actor name a clock or dot may carry: a node id (at most
+/// [`crate::certs::NODE_ID_BYTES_MAX`] bytes), `#` and its lease's 16 hex digits.
+pub const ACTOR_BYTES_MAX: usize = crate::certs::NODE_ID_BYTES_MAX + 17;
+
 /// What can go wrong with versions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -91,6 +95,18 @@ pub enum VersionError {
     /// Stored siblings could not be decoded.
     #[error("bad encoding of stored versions: {reason}")]
     BadEncoding { reason: String },
+
+    /// Versions sent by a peer that no node makes (see [`Siblings::check_sent`]).
+    #[error("versions no node makes: {reason}")]
+    Implausible { reason: String },
+
+    /// A replica's merge trimmed away the very versions a write sent (see
+    /// [`Siblings::trim`]): the write is not stored there.
+    #[error(
+        "the key holds {max} siblings, and this write's version is the oldest of them: it was \
+         trimmed away, not stored; read the key and write back a resolved value with its context"
+    )]
+    Trimmed { max: usize },
 }
 
 /// One node's entry in a vector clock.
@@ -574,6 +590,58 @@ impl Siblings {
                 count: self.versions.len(),
                 max: siblings_max,
             });
+        }
+        Ok(())
+    }
+
+    /// Checks versions a peer sent (a replica write, a read reply, a scan) against what nodes
+    /// make, as [`VClock::decode`] checks a client's context: at most `siblings_max`
+    /// versions; in each, at most [`CLOCK_ENTRIES_MAX`] clock entries, actor names of 1 to
+    /// [`ACTOR_BYTES_MAX`] bytes, counters of 1 to [`COUNTER_MAX`], a dot above what it has
+    /// seen and its clock's entry for its own node equal to the dot. Without these bounds a
+    /// version counting to `u64::MAX` would dominate every later write of the key (new dots
+    /// saturate there).
+    pub fn check_sent(&self, siblings_max: usize) -> Result<(), VersionError> {
+        self.check(siblings_max)?;
+        let bad = |reason: String| Err(VersionError::Implausible { reason });
+        let actor_ok = |name: &str| !name.is_empty() && name.len() <= ACTOR_BYTES_MAX;
+        let counter_ok = |c: u64| (1..=COUNTER_MAX).contains(&c);
+        for v in &self.versions {
+            let dot = &v.dot;
+            if !actor_ok(&dot.node) || !counter_ok(dot.counter) || dot.seen >= dot.counter {
+                return bad(format!(
+                    "a dot {}:{} (seen {}): names are 1 to {ACTOR_BYTES_MAX} bytes, counters 1 \
+                     to {COUNTER_MAX}, above what they have seen",
+                    dot.node, dot.counter, dot.seen
+                ));
+            }
+            if v.clock.entries.len() > CLOCK_ENTRIES_MAX {
+                return bad(format!(
+                    "a clock of {} entries (at most {CLOCK_ENTRIES_MAX})",
+                    v.clock.entries.len()
+                ));
+            }
+            if let Some((node, e)) = v
+                .clock
+                .entries
+                .iter()
+                .find(|(node, e)| !actor_ok(node) || !counter_ok(e.counter))
+            {
+                return bad(format!(
+                    "a clock entry {node}:{} (names of 1 to {ACTOR_BYTES_MAX} bytes, counters \
+                     1 to {COUNTER_MAX})",
+                    e.counter
+                ));
+            }
+            if v.clock.counter(&dot.node) != dot.counter {
+                return bad(format!(
+                    "the dot {}:{} is not its clock's entry for {} ({})",
+                    dot.node,
+                    dot.counter,
+                    dot.node,
+                    v.clock.counter(&dot.node)
+                ));
+            }
         }
         Ok(())
     }

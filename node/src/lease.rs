@@ -97,6 +97,19 @@ impl DotLease {
         format!("{id}#{:016x}", self.incarnation)
     }
 
+    /// Whether `actor` names this lease's incarnation (as [`DotLease::actor`] makes names):
+    /// its dots are this node's, and none above [`DotLease::bound`] was ever handed out.
+    pub fn is_own(&self, actor: &str) -> bool {
+        let Some(at) = actor.len().checked_sub(17) else {
+            return false;
+        };
+        actor.as_bytes()[at] == b'#'
+            && actor
+                .get(at + 1..)
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                == Some(self.incarnation)
+    }
+
     /// New counters must be above this: every counter handed out so far is at most it.
     pub fn floor(&self) -> u64 {
         self.floor

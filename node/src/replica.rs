@@ -516,6 +516,62 @@ fn fail(job: Job, e: ReplicaError) {
     }
 }
 
+/// Merges versions another node sent into the stored ones, trimmed to the limits. Refused,
+/// with nothing written: versions no node makes ([`Siblings::check_sent`]), versions that claim
+/// events of this node's lease it never handed out (they would dominate its next writes), and
+/// a write whose every new version the trim drops (acknowledging it would claim a write this
+/// replica does not hold). Otherwise versions other replicas accepted are never refused: over
+/// the limits, the newest are kept, so replicas converge.
+fn merge(
+    key: &[u8],
+    stored: Siblings,
+    incoming: Siblings,
+    trims: &Trims,
+    lease: &DotLease,
+) -> Result<Siblings, ReplicaError> {
+    incoming.check_sent(INCOMING_SIBLINGS_MAX)?;
+    for v in &incoming.versions {
+        let claimed = std::iter::once((&*v.dot.node, v.dot.counter))
+            .chain(v.clock.iter().map(|(n, e)| (n, e.counter)));
+        for (node, counter) in claimed {
+            if lease.is_own(node) && counter > lease.bound() {
+                return Err(ReplicaError::Version(VersionError::Implausible {
+                    reason: format!(
+                        "they claim write {counter} of this node ({node}), which has made none \
+                         above {}",
+                        lease.bound()
+                    ),
+                }));
+            }
+        }
+    }
+    let sent: Vec<_> = incoming.versions.iter().map(|v| v.dot.clone()).collect();
+    let mut merged = stored.merge_owned(incoming);
+    // The sent versions the merge keeps (a version a stored one descends from is superseded,
+    // not lost); after the trim, at least one of them must still be there.
+    let kept: Vec<_> = sent
+        .into_iter()
+        .filter(|dot| merged.versions.iter().any(|v| v.dot == *dot))
+        .collect();
+    let dropped = merged.trim(SIBLINGS_MAX, STORED_VERSIONS_BYTES_MAX);
+    if dropped > 0
+        && !kept.is_empty()
+        && !kept
+            .iter()
+            .any(|d| merged.versions.iter().any(|v| v.dot == *d))
+    {
+        return Err(ReplicaError::Version(VersionError::Trimmed {
+            max: SIBLINGS_MAX,
+        }));
+    }
+    trims.record(key, dropped);
+    Ok(merged)
+}
+
+/// Most versions a replica write may carry: a set over [`SIBLINGS_MAX`] is trimmed to it, one
+/// this much larger is no node's and is refused unmerged (merging is quadratic in versions).
+pub const INCOMING_SIBLINGS_MAX: usize = 4 * SIBLINGS_MAX;
+
 /// Applies one job to the stored versions. A job that fails is answered here (and written
 /// nowhere); one that succeeds returns the key's new encoding and waits for the round. A
 /// coordinator's new versions are handed back at once, their dots covered by the lease.
@@ -540,18 +596,20 @@ fn apply(
     match job {
         // Versions other replicas accepted are never refused: over the limits, the newest
         // are kept.
-        Job::Merge { incoming, reply } => {
-            let mut merged = stored.merge_owned(incoming);
-            trims.trim(key, &mut merged);
-            // Only a single version larger than any coordinator accepts is still over.
-            match check(&merged) {
+        Job::Merge { incoming, reply } => match merge(key, stored, incoming, trims, lease) {
+            Ok(merged) => match check(&merged) {
+                // Only a single version larger than any coordinator accepts is still over.
                 Ok(encoded) => Ok((encoded, Done::Merge(reply, merged))),
                 Err(e) => {
                     let _ = reply.send(Err(e));
                     Err(())
                 }
+            },
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                Err(())
             }
-        }
+        },
         Job::Update { make, prepared } => {
             let made = make(&stored, lease.floor()).map_err(ReplicaError::from);
             let outcome = made.and_then(|incoming| {
@@ -827,5 +885,82 @@ mod tests {
         assert_ne!(sent.versions[0].dot, again.versions[0].dot);
         // Another replica that holds the first write keeps both.
         assert_eq!(sent.merge(&again).len(), 2);
+    }
+
+    /// A version of `node`'s `counter`-th write at `now_ms`, seen nothing else.
+    fn version_of(node: &str, counter: u64, now_ms: u64) -> kvctl::version::Version {
+        new_version_against(
+            &Siblings::default(),
+            &VClock::new(),
+            node,
+            counter - 1,
+            now_ms,
+            Some(vec![1]),
+            CLOCK_ENTRIES_MAX,
+        )
+    }
+
+    /// Versions from another node that no node makes are refused unwritten: a counter at
+    /// `u64::MAX` (where new dots saturate, so it would dominate every later write), and a
+    /// claim to a write of this node's own lease that it never handed out.
+    #[test]
+    fn replica_refuses_versions_no_node_makes() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_engine(&dir.path().join("data"));
+        let lease = dir.path().join("dot-lease");
+        let replica = unpaced(engine, &lease);
+        let text = std::fs::read_to_string(&lease).unwrap();
+        let mut words = text.split_whitespace();
+        let bound: u64 = words.next().unwrap().parse().unwrap();
+        let own = format!("n1#{}", words.next().unwrap());
+        let rt = current_thread();
+        let merge = |v| rt.block_on(replica.merge_write(b"k", Siblings::from(v)));
+        let implausible = |r: Result<Siblings, ReplicaError>| match r {
+            Err(ReplicaError::Version(VersionError::Implausible { reason })) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        let reason = implausible(merge(version_of("n2#00", u64::MAX, 5)));
+        assert!(reason.contains("counters 1"), "{reason}");
+        let reason = implausible(merge(version_of(&own, bound + 1, 5)));
+        assert!(reason.contains("has made none above"), "{reason}");
+        assert!(replica.read(b"k").unwrap().is_empty());
+        // Within the lease, and another node's at the bound: taken.
+        merge(version_of(&own, bound, 5)).unwrap();
+        merge(version_of("n2#00", kvctl::version::COUNTER_MAX, 6)).unwrap();
+        assert_eq!(replica.read(b"k").unwrap().len(), 2);
+    }
+
+    /// At the sibling limit, a write whose version the trim would drop (the oldest) is refused
+    /// and changes nothing, so no replica acknowledges a write it does not hold; a newer one
+    /// is taken, the oldest stored version trimmed instead.
+    #[test]
+    fn replica_refuses_a_write_its_trim_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_engine(&dir.path().join("data"));
+        let replica = unpaced(engine, &dir.path().join("dot-lease"));
+        let rt = current_thread();
+        let full = Siblings::from_versions(
+            (1..=SIBLINGS_MAX as u64).map(|i| version_of("n2#00", i, 1_000 + i)),
+        );
+        rt.block_on(replica.merge_write(b"k", full.clone()))
+            .unwrap();
+        let old = Siblings::from(version_of("n3#00", 1, 10));
+        match rt.block_on(replica.merge_write(b"k", old)) {
+            Err(ReplicaError::Version(VersionError::Trimmed { max })) => {
+                assert_eq!(max, SIBLINGS_MAX)
+            }
+            other => panic!("expected the write refused as trimmed, got {other:?}"),
+        }
+        assert_eq!(replica.read(b"k").unwrap(), full);
+        let new = version_of("n3#00", 2, 5_000);
+        let merged = rt
+            .block_on(replica.merge_write(b"k", Siblings::from(new.clone())))
+            .unwrap();
+        assert_eq!(merged.len(), SIBLINGS_MAX);
+        assert!(merged.versions.contains(&new));
+        // A set that keeps some of its versions is taken (replicas converge by such merges).
+        let mixed =
+            Siblings::from_versions([version_of("n4#00", 1, 11), version_of("n4#00", 2, 9_000)]);
+        rt.block_on(replica.merge_write(b"k", mixed)).unwrap();
     }
 }

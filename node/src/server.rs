@@ -18,7 +18,9 @@ use kvctl::tls::{Identity, Peer};
 use kvctl::transport::{
     serve_stream, size_allowance, Reply, Transport, TransportError, CHUNK_BYTES, REQUEST_TIMEOUT,
 };
-use kvctl::version::{new_version_against, Siblings, CLOCK_ENTRIES_MAX, SIBLINGS_FORMAT_WRITE_IDS};
+use kvctl::version::{
+    new_version_against, Siblings, CLOCK_ENTRIES_MAX, SIBLINGS_FORMAT, SIBLINGS_FORMAT_WRITE_IDS,
+};
 use parking_lot::Mutex;
 use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, oneshot};
@@ -38,7 +40,7 @@ use crate::merkle::{self, RangeTree};
 use crate::pacer::{SyncPacer, SYNC_BURST};
 use crate::placement::{Placement, Replicas};
 use crate::repair::{Entries, RangeRepair, RepairAction, RepairOutcome, TreeReply};
-use crate::replica::{Prepared, Replica, ReplicaError};
+use crate::replica::{Prepared, Replica, ReplicaError, INCOMING_SIBLINGS_MAX};
 
 /// How long a read repair waits for a replica to take the versions (no client waits for it).
 const REPAIR_TIMEOUT: Duration = REQUEST_TIMEOUT;
@@ -104,9 +106,8 @@ fn wall_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Most versions a replica write may carry: a set over [`kvctl::version::SIBLINGS_MAX`] is
-/// trimmed to it, one this much larger is no node's and is refused unmerged.
-const INCOMING_SIBLINGS_MAX: usize = 4 * kvctl::version::SIBLINGS_MAX;
+/// The formats of encoded siblings this build reads.
+const SIBLINGS_FORMATS: [u8; 2] = [SIBLINGS_FORMAT, SIBLINGS_FORMAT_WRITE_IDS];
 
 /// A key's versions from its stored bytes (none if nothing is stored).
 fn decode_stored(stored: Option<Vec<u8>>) -> Result<Siblings, ReadFailure> {
@@ -331,7 +332,7 @@ impl WriteDriver {
                         let r = match sent {
                             Ok(Response::Ack) => Ok(()),
                             Ok(Response::Error {
-                                kind: ErrorKind::BadRequest,
+                                kind: ErrorKind::BadRequest | ErrorKind::Invalid,
                                 message,
                             }) => Err(WriteFailure::Refused(message)),
                             Ok(Response::Error { message, .. }) => {
@@ -857,9 +858,9 @@ impl Node {
             .send_encoded(addr, &encoded, timeout, Some(budget));
         match sent.await {
             Ok(Response::Replica { siblings: None }) => Ok(Siblings::default()),
-            Ok(Response::Replica { siblings: Some(b) }) => {
-                Siblings::decode(&b).map_err(|e| ReadFailure::Failed(e.to_string()))
-            }
+            Ok(Response::Replica { siblings: Some(b) }) => Siblings::decode(&b)
+                .and_then(|s| s.check_sent(INCOMING_SIBLINGS_MAX).map(|()| s))
+                .map_err(|e| ReadFailure::Failed(format!("{addr} answered {e}"))),
             Ok(Response::Error { message, .. }) => Err(ReadFailure::Failed(message)),
             Ok(_) => Err(ReadFailure::Failed("unexpected reply".to_string())),
             Err(TransportError::Refused { reason, .. }) => {
@@ -1842,13 +1843,21 @@ impl Node {
         }
         let incoming = match Siblings::decode(&siblings) {
             Ok(s) => s,
-            Err(e) => return error(ErrorKind::BadRequest, e),
+            // A format this build does not read (the sender is newer) may be read after an
+            // upgrade: a hint of it is kept. Anything else will never be read.
+            Err(e)
+                if !siblings
+                    .first()
+                    .is_some_and(|f| SIBLINGS_FORMATS.contains(f)) =>
+            {
+                return error(ErrorKind::BadRequest, e)
+            }
+            Err(e) => return error(ErrorKind::Invalid, e),
         };
-        // No node sends more than SIBLINGS_MAX versions (replicas trim to it); a merge over
-        // it is trimmed, but merging is quadratic in versions, so a far larger set is refused
-        // as malformed before it is merged.
-        if let Err(e) = incoming.check(INCOMING_SIBLINGS_MAX) {
-            return error(ErrorKind::BadRequest, e);
+        // No node sends more than SIBLINGS_MAX versions (replicas trim to it), nor versions
+        // outside the bounds of what nodes make: the merge refuses them, before merging.
+        if let Err(e) = incoming.check_sent(INCOMING_SIBLINGS_MAX) {
+            return error(ErrorKind::Invalid, e);
         }
         // Past the sender's deadline the sender has stopped waiting: refused unwritten. Once
         // taken, the write is not raced against a timer: the writer's queue holds it until its
@@ -1865,6 +1874,10 @@ impl Node {
         }
         match self.replica.merge_write(&key, incoming).await {
             Ok(_) => Response::Ack,
+            Err(ReplicaError::Version(e)) => error(ErrorKind::Invalid, e),
+            Err(ReplicaError::TooLarge { len, max }) => {
+                error(ErrorKind::Invalid, ReplicaError::TooLarge { len, max })
+            }
             Err(e) => replica_error(e),
         }
     }
