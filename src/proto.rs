@@ -143,6 +143,11 @@ pub struct Member {
     /// Hints the node holds for other nodes (writes they missed), not yet delivered.
     #[serde(default)]
     pub hints_pending: u64,
+    /// Of those, the hints held because their target refused them as bad requests (it may be
+    /// of an older release that does not read them): kept until it takes them or they pass
+    /// the hint window.
+    #[serde(default)]
+    pub hints_refused: u64,
     /// The newest format of encoded siblings the node reads (see
     /// [`crate::version::SIBLINGS_FORMAT_WRITE_IDS`]); 0 from releases that did not say, which
     /// read format 2 only.
@@ -831,6 +836,7 @@ mod tests {
             incarnation: 1,
             siblings_trimmed: 0,
             hints_pending: 0,
+            hints_refused: 0,
             siblings_format_max: 3,
         };
         let gossip = |members: Vec<Member>| encode_request(&Request::Gossip { members }, None);

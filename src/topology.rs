@@ -162,6 +162,7 @@ mod tests {
                     incarnation: 1,
                     siblings_trimmed: 0,
                     hints_pending: 0,
+                    hints_refused: 0,
                     siblings_format_max: 0,
                 },
                 heartbeat_age_ms: 0,

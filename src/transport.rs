@@ -74,6 +74,17 @@ pub enum TransportError {
     BadReply { addr: SocketAddr, reason: String },
     #[error("the reply from {addr} was not taken: {reason}")]
     Refused { addr: SocketAddr, reason: Refused },
+    /// The node that answered at `addr` is not the one dialled (its address was reused by
+    /// another node, say): nothing was sent.
+    #[error(
+        "{addr} answered as node {found}, not as node {expected}; the address belongs to \
+         another node now"
+    )]
+    WrongNode {
+        addr: SocketAddr,
+        expected: String,
+        found: String,
+    },
     #[error("{0}")]
     Setup(String),
 }
@@ -94,12 +105,18 @@ fn connect_reason(e: &quinn::ConnectionError) -> String {
     }
 }
 
+/// The connection error code of a connection closed because the wrong node answered.
+const WRONG_NODE_CODE: u32 = 3;
+
 pub struct Transport {
     endpoint: quinn::Endpoint,
     connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     /// One dial at a time per address: requests made at once while there is no connection
     /// share the one that the first dials (a node admits few connections per peer).
     dials: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
+    /// The node each address is expected to be (set by a node from its members): a connection
+    /// to one of them is used only if the certificate that answers names that node.
+    expected: Mutex<HashMap<SocketAddr, String>>,
     timeout: Duration,
 }
 
@@ -126,6 +143,7 @@ impl Transport {
             endpoint,
             connections: Mutex::new(HashMap::new()),
             dials: Mutex::new(HashMap::new()),
+            expected: Mutex::new(HashMap::new()),
             timeout: REQUEST_TIMEOUT,
         }
     }
@@ -172,8 +190,41 @@ impl Transport {
             addr,
             reason: connect_reason(&e),
         })?;
+        let expected = self.expected.lock().get(&addr).cloned();
+        if let Some(expected) = expected {
+            let peer = tls::peer(&conn);
+            if peer.node_id() != Some(expected.as_str()) {
+                conn.close(WRONG_NODE_CODE.into(), b"not the node dialled");
+                return Err(TransportError::WrongNode {
+                    addr,
+                    expected,
+                    found: peer.node_id().unwrap_or("(a client)").to_string(),
+                });
+            }
+        }
         self.connections.lock().insert(addr, conn.clone());
         Ok(conn)
+    }
+
+    /// Says which node each address is (a node's members): connections made to those
+    /// addresses from now on are used only if the node id of the certificate that answers is
+    /// the one given; a cached connection to an address whose node changed is dropped.
+    /// Addresses not given (seeds, clients' nodes) are taken as any node of the cluster.
+    pub fn expect_nodes(&self, nodes: impl IntoIterator<Item = (SocketAddr, String)>) {
+        let nodes: HashMap<SocketAddr, String> = nodes.into_iter().collect();
+        let changed: Vec<SocketAddr> = {
+            let mut expected = self.expected.lock();
+            let changed = nodes
+                .iter()
+                .filter(|(addr, id)| expected.get(*addr).is_some_and(|old| old != *id))
+                .map(|(addr, _)| *addr)
+                .collect();
+            *expected = nodes;
+            changed
+        };
+        for addr in changed {
+            self.forget(addr);
+        }
     }
 
     /// Sends `request` to `addr` and waits for the response, within the request timeout.

@@ -99,17 +99,18 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
             generation: node2.generation + 1,
             ..node2.clone()
         },
-        // The sender's own entry with far too many tokens.
+        // The sender's own entry without tokens.
         Member {
             id: "evil".into(),
             addr: "127.0.0.9:2".parse().unwrap(),
-            tokens: (0..1000u128).map(|t| t << 100).collect(),
+            tokens: vec![],
             state: MemberState::Normal,
             generation: 1,
             heartbeat: 1,
             incarnation: 1,
             siblings_trimmed: 0,
             hints_pending: 0,
+            hints_refused: 0,
             siblings_format_max: 0,
         },
         // A member whose id sorts before node-1's, claiming node-1's tokens to win the ties.
@@ -123,12 +124,13 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
             incarnation: 1,
             siblings_trimmed: 0,
             hints_pending: 0,
+            hints_refused: 0,
             siblings_format_max: 0,
         },
     ]
     .into_iter()
     // And a flood of members, each claiming one of node-1's tokens.
-    .chain((0..2000).map(|i| Member {
+    .chain((0..1000).map(|i| Member {
         id: format!("fake-{i}"),
         addr: "127.0.0.9:4".parse().unwrap(),
         tokens: vec![node1_tokens[i % node1_tokens.len()]],
@@ -138,6 +140,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
         incarnation: 1,
         siblings_trimmed: 0,
         hints_pending: 0,
+        hints_refused: 0,
         siblings_format_max: 0,
     }))
     .collect();
@@ -152,6 +155,35 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
             .unwrap();
         assert!(matches!(reply, Response::Members { .. }), "{reply:?}");
     }
+    // More members, or more tokens, than any message may carry: refused as it is decoded.
+    let over = |members: Vec<Member>, says: &str| {
+        let reply = rt
+            .block_on(evil.request(node1, &Request::Gossip { members }))
+            .unwrap();
+        match reply {
+            Response::Error { kind, message } => {
+                assert_eq!(kind, ErrorKind::BadRequest);
+                assert!(message.contains(says), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    over(
+        (0..=proto::MEMBERS_MAX)
+            .map(|i| Member {
+                id: format!("many-{i}"),
+                ..node2.clone()
+            })
+            .collect(),
+        "at most 1024 members",
+    );
+    over(
+        vec![Member {
+            tokens: (0..1000u128).map(|t| t << 100).collect(),
+            ..node2.clone()
+        }],
+        "at most 256 tokens",
+    );
 
     // A gossip message over the message limit is refused as such.
     let huge = Request::Gossip {
@@ -201,7 +233,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
         "node-2",
         "more than 3600000 ms ahead",
         "only node-2 may",
-        "member evil has 1000 tokens",
+        "member evil has 0 tokens",
         "member a claims tokens node-1 holds",
     ] {
         assert!(log.contains(says), "node 1's log lacks {says:?}:\n{log}");
@@ -260,10 +292,10 @@ fn replica_writes_over_the_sibling_limit_are_trimmed_or_refused() {
     let kept: Vec<&[u8]> = stored.values().collect();
     assert!(kept.contains(&&b"v69"[..]) && !kept.contains(&&b"v0"[..]));
 
-    // Far over it: refused unmerged, as a bad request.
+    // Far over it: refused unmerged, as invalid (never to be sent again).
     match write(&versions(SIBLINGS_MAX * 4 + 1)) {
         Response::Error { kind, message } => {
-            assert_eq!(kind, ErrorKind::BadRequest);
+            assert_eq!(kind, ErrorKind::Invalid);
             assert!(message.contains("siblings"), "{message}");
         }
         other => panic!("{other:?}"),

@@ -146,8 +146,9 @@ impl Membership {
     }
 
     /// Records how many hints this node holds, for its next gossip round.
-    pub fn set_hints_pending(&mut self, total: u64) {
+    pub fn set_hints_pending(&mut self, total: u64, refused: u64) {
         self.me.hints_pending = total;
+        self.me.hints_refused = refused;
     }
 
     /// How long member `id` has been silent, if this node's detector holds it down.
@@ -452,6 +453,7 @@ mod tests {
             incarnation: u64::from(i),
             siblings_trimmed: 0,
             hints_pending: 0,
+            hints_refused: 0,
             siblings_format_max: 0,
         }
     }

@@ -165,6 +165,9 @@ pub struct Node {
     bulk: Arc<tokio::sync::Semaphore>,
     /// Hints this node holds for others.
     hints: Arc<Hints>,
+    /// Hints held because their target refused them as bad requests, by target (see
+    /// [`Member::hints_refused`]).
+    hints_refused: Mutex<BTreeMap<String, u64>>,
     /// Token ranges known in sync on every replica, and since when (wall clock, ms).
     synced: Mutex<BTreeMap<(u128, u128), u64>>,
     /// Fault injection for tests ([`CRASH_BEFORE_PUT_REPLY_ENV`]).
@@ -177,10 +180,24 @@ pub struct Node {
 /// would: the write is applied, the client never hears. Nodes that find the file there go on.
 pub const CRASH_BEFORE_PUT_REPLY_ENV: &str = "KVCTL_FAILPOINT_CRASH_BEFORE_PUT_REPLY";
 
+/// How a hint's delivery failed.
+enum Undelivered {
+    /// The target refused it as a bad request: it may be older and not read it yet, so the
+    /// hint is kept (and counted in `status` as refused).
+    Refused(String),
+    /// Any other failure (down, busy, a full disk): tried again later.
+    Failed(String),
+}
+
 /// Sends a hint's write to the node it is for: acknowledged once durable there. A write the
-/// target refuses as malformed or over its limits would be refused forever: it counts as
-/// delivered (and is logged), so it does not hold back the hints after it.
-async fn deliver_hint(transport: &Transport, addr: SocketAddr, hint: Hint) -> Result<(), String> {
+/// target says is invalid (versions no node makes, or trimmed away there) would be refused
+/// forever: it counts as delivered (and is logged), so it does not hold back the hints after
+/// it.
+async fn deliver_hint(
+    transport: &Transport,
+    addr: SocketAddr,
+    hint: Hint,
+) -> Result<(), Undelivered> {
     let timeout = HINT_DELIVERY_TIMEOUT + size_allowance(hint.key.len() + hint.siblings.len());
     let request = Request::ReplicaWrite {
         key: ByteBuf::from(hint.key),
@@ -192,15 +209,21 @@ async fn deliver_hint(transport: &Transport, addr: SocketAddr, hint: Hint) -> Re
     {
         Ok(Response::Ack) => Ok(()),
         Ok(Response::Error {
-            kind: ErrorKind::BadRequest,
+            kind: ErrorKind::Invalid,
             message,
         }) => {
-            eprintln!("a hint was refused by {addr} and is dropped: {message}");
+            eprintln!("a hint was refused by {addr} as invalid and is dropped: {message}");
             Ok(())
         }
-        Ok(Response::Error { message, .. }) => Err(message),
-        Ok(_) => Err("unexpected reply".to_string()),
-        Err(e) => Err(e.to_string()),
+        Ok(Response::Error {
+            kind: ErrorKind::BadRequest,
+            message,
+        }) => Err(Undelivered::Refused(format!(
+            "{addr} refused a hint as a bad request ({message}); the hints are kept"
+        ))),
+        Ok(Response::Error { message, .. }) => Err(Undelivered::Failed(message)),
+        Ok(_) => Err(Undelivered::Failed("unexpected reply".to_string())),
+        Err(e) => Err(Undelivered::Failed(e.to_string())),
     }
 }
 
@@ -477,6 +500,7 @@ impl Node {
             incarnation: lease.incarnation(),
             siblings_trimmed: 0,
             hints_pending: 0,
+            hints_refused: 0,
             siblings_format_max: SIBLINGS_FORMAT_WRITE_IDS,
         };
         let actor = lease.actor(&config.id);
@@ -495,6 +519,7 @@ impl Node {
         let node = Arc::new(Node {
             membership: Mutex::new(membership),
             hints,
+            hints_refused: Mutex::new(BTreeMap::new()),
             synced: Mutex::new(synced),
             replica: Arc::new(Replica::new(
                 engine.clone(),
@@ -576,7 +601,8 @@ impl Node {
             let round = {
                 let mut membership = self.membership.lock();
                 membership.set_siblings_trimmed(self.replica.trims().total());
-                membership.set_hints_pending(self.hints.pending_total());
+                let refused = self.hints_refused.lock().values().sum();
+                membership.set_hints_pending(self.hints.pending_total(), refused);
                 membership.tick(self.now_ms())
             };
             let Some((target, members)) = round else {
@@ -598,6 +624,19 @@ impl Node {
         }
     }
 
+    /// Tells the transport which node each member's address is, so a request meant for one
+    /// node is never taken by another that now answers at its address.
+    fn expect_members(&self) {
+        let now = self.now_ms();
+        let members = self.membership.lock().views(now);
+        self.transport.expect_nodes(
+            members
+                .into_iter()
+                .filter(|v| v.member.id != self.config.id)
+                .map(|v| (v.member.addr, v.member.id)),
+        );
+    }
+
     /// Merges a member list sent by `sender`, logging what it refused.
     fn take_gossip(&self, members: impl IntoIterator<Item = Member>, sender: Option<&str>) {
         let now = self.now_ms();
@@ -608,6 +647,7 @@ impl Node {
         for addr in merged.restarted {
             self.transport.forget(addr);
         }
+        self.expect_members();
         if !merged.refused.is_empty() {
             let mut complaints = self.complaints.lock();
             for reason in &merged.refused {
@@ -1248,6 +1288,28 @@ impl Node {
         target: &str,
         addr: Option<SocketAddr>,
     ) -> Result<ReplayStats, String> {
+        let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let outcome = self.replay_hints_once(target, addr, &refused).await;
+        let mut held = self.hints_refused.lock();
+        if refused.load(std::sync::atomic::Ordering::Relaxed) {
+            let pending = self.hints.pending().get(target).map_or(0, |p| p.count);
+            held.insert(target.to_string(), pending);
+        } else if outcome.as_ref().is_ok_and(|s| s.delivered > 0)
+            || !self.hints.pending().contains_key(target)
+        {
+            held.remove(target);
+        }
+        outcome
+    }
+
+    /// [`Node::replay_hints`], setting `refused` when the target refuses a hint as a bad
+    /// request.
+    async fn replay_hints_once(
+        &self,
+        target: &str,
+        addr: Option<SocketAddr>,
+        refused: &Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<ReplayStats, String> {
         let window_ms = self.hints.limits().window.as_millis() as u64;
         let rate = self.config.hint_replay_bytes_per_sec;
         let mut replay = Replay::new(rate, window_ms, wall_ms());
@@ -1306,8 +1368,16 @@ impl Node {
                             continue;
                         };
                         let (node, tx) = (self.transport.clone(), tx.clone());
+                        let refused = refused.clone();
                         tokio::spawn(async move {
                             let r = deliver_hint(&node, addr, content).await;
+                            let r = r.map_err(|e| match e {
+                                Undelivered::Refused(why) => {
+                                    refused.store(true, std::sync::atomic::Ordering::Relaxed);
+                                    why
+                                }
+                                Undelivered::Failed(why) => why,
+                            });
                             let _ = tx.send((hint, r)).await;
                         });
                     }

@@ -168,6 +168,7 @@ impl StatusView {
                     "tokens": m.member.tokens.len(),
                     "phi": (m.phi * 100.0).round() / 100.0,
                     "hints_pending": m.member.hints_pending,
+                    "hints_refused": m.member.hints_refused,
                     "siblings_trimmed": m.member.siblings_trimmed,
                 })
             })
@@ -189,7 +190,10 @@ impl StatusView {
                         .map_or("-".into(), |p| p.to_string()),
                     percent(self.owned(m)),
                     format!("{:.1} s", m.heartbeat_age_ms as f64 / 1000.0),
-                    m.member.hints_pending.to_string(),
+                    match m.member.hints_refused {
+                        0 => m.member.hints_pending.to_string(),
+                        refused => format!("{} ({refused} refused)", m.member.hints_pending),
+                    },
                     m.member.siblings_trimmed.to_string(),
                 ]
             })
