@@ -23,6 +23,12 @@ pub const REQUEST_BYTES_IN_FLIGHT_MAX: usize = 1 << 30;
 /// replicas' replies, a read repair and the reply: about 100 MiB).
 pub const CONNECTION_BYTES_IN_FLIGHT_MAX: usize = 128 << 20;
 
+/// The share of [`Limits::request_bytes_in_flight_max`] kept for requests from other nodes
+/// (replica reads and writes, gossip, repair), in percent: clients together hold at most the
+/// rest, so however many client connections a node holds, replication is never refused for
+/// want of bytes they took.
+pub const NODE_RESERVE_PERCENT: usize = 25;
+
 /// A node's budgets, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -53,6 +59,11 @@ pub enum Refused {
          (connection_bytes_in_flight_max); wait for replies before sending more"
     )]
     Connection { max: usize },
+    #[error(
+        "clients hold their limit of {max} bytes for requests in flight (the part of \
+         request_bytes_in_flight_max not kept for other nodes); retry later"
+    )]
+    Clients { max: usize },
 }
 
 /// Tokio semaphores count permits in `u32` per acquisition and `usize` in all; a budget counts
@@ -63,11 +74,18 @@ fn units(bytes: usize) -> u32 {
     bytes.div_ceil(UNIT_BYTES).min(u32::MAX as usize) as u32
 }
 
+/// The bytes clients may hold together.
+fn clients_bytes_max(limits: Limits) -> usize {
+    limits.request_bytes_in_flight_max / 100 * (100 - NODE_RESERVE_PERCENT)
+}
+
 /// The node's pool.
 #[derive(Debug, Clone)]
 pub struct NodeBudget {
     limits: Limits,
     pool: Arc<Semaphore>,
+    /// The part of the pool clients may hold (all but [`NODE_RESERVE_PERCENT`]).
+    clients: Arc<Semaphore>,
 }
 
 impl NodeBudget {
@@ -77,6 +95,7 @@ impl NodeBudget {
             pool: Arc::new(Semaphore::new(
                 units(limits.request_bytes_in_flight_max) as usize
             )),
+            clients: Arc::new(Semaphore::new(units(clients_bytes_max(limits)) as usize)),
         }
     }
 
@@ -154,6 +173,19 @@ impl RequestBudget {
                 })?),
                 None => None,
             };
+        let clients = match share {
+            Some(_) => Some(
+                self.connection
+                    .node
+                    .clients
+                    .clone()
+                    .try_acquire_many_owned(n)
+                    .map_err(|_| Refused::Clients {
+                        max: clients_bytes_max(limits),
+                    })?,
+            ),
+            None => None,
+        };
         let pool = self
             .connection
             .node
@@ -165,6 +197,7 @@ impl RequestBudget {
             })?;
         let mut held = self.held.lock();
         held.extend(share);
+        held.extend(clients);
         held.push(pool);
         Ok(())
     }
@@ -177,8 +210,9 @@ impl RequestBudget {
             .iter()
             .map(OwnedSemaphorePermit::num_permits)
             .sum();
+        // A client's bytes are held three times: its share, the clients' part, the pool.
         let copies = if self.connection.share.is_some() {
-            2
+            3
         } else {
             1
         };
@@ -206,11 +240,13 @@ mod tests {
         assert_eq!(a2.held_bytes(), 0);
         a2.take(1 << 20).unwrap();
         let b1 = b.request();
-        b1.take(4 << 20).unwrap();
-        let c1 = c.request();
-        c1.take(2 << 20).unwrap();
-        // 10 MiB held: the pool is spent, though c has room in its share.
+        b1.take(3 << 20).unwrap();
+        // Another node's requests take 3 MiB more: 10 MiB held, the pool is spent, though c
+        // has room in its share and the clients' part has some left.
+        let n1 = node.node_connection().request();
+        n1.take(3 << 20).unwrap();
         assert_eq!(node.held_bytes(), 10 << 20);
+        let c1 = c.request();
         let err = c1.take(1).unwrap_err();
         assert!(matches!(err, Refused::Node { .. }));
         assert!(
@@ -220,11 +256,37 @@ mod tests {
         drop(a1);
         assert_eq!(node.held_bytes(), 7 << 20);
         c1.take(1).unwrap();
-        drop((a2, b1, c1));
+        drop((a2, b1, c1, n1));
         assert_eq!(node.held_bytes(), 0);
         // Another node's connection may use the whole pool.
         let n1 = node.node_connection().request();
         n1.take(10 << 20).unwrap();
         assert!(matches!(n1.take(1), Err(Refused::Node { .. })));
+    }
+
+    /// However many client connections a node holds, they hold at most the pool less its
+    /// reserve for other nodes: a replica write still finds room.
+    #[test]
+    fn clients_cannot_take_the_nodes_reserve() {
+        let total = 100 << 20;
+        let node = NodeBudget::new(Limits {
+            request_bytes_in_flight_max: total,
+            connection_bytes_in_flight_max: 8 << 20,
+        });
+        let clients: Vec<_> = (0..20).map(|_| node.connection().request()).collect();
+        let mut refused = None;
+        for c in &clients {
+            if let Err(e) = c.take(8 << 20) {
+                refused = Some(e);
+                break;
+            }
+        }
+        let refused = refused.expect("clients were refused past their part");
+        assert!(matches!(refused, Refused::Clients { .. }), "{refused}");
+        assert!(node.held_bytes() <= total / 100 * (100 - NODE_RESERVE_PERCENT));
+        let replica_write = node.node_connection().request();
+        replica_write
+            .take(total / 100 * NODE_RESERVE_PERCENT)
+            .unwrap();
     }
 }

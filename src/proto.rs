@@ -303,6 +303,10 @@ pub enum Response {
         #[serde(deserialize_with = "leaves")]
         leaves: Vec<ByteBuf>,
         keys: u64,
+        /// The replica's wall clock (ms) when it began the tree; a repair counts its range in
+        /// sync from the earliest of its replicas' clocks (absent from earlier releases).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clock_ms: Option<u64>,
     },
     /// A range repaired: whether it was in sync already, and what it took.
     Repaired {

@@ -244,10 +244,15 @@ async fn settle_deletes(deletes: &mut Deletes) -> Result<(), String> {
 
 /// What a repair's driver hears back.
 enum RepairEvent {
-    Tree(String, Result<TreeReply, String>),
+    /// A replica's tree, and its wall clock when it began it (if it said).
+    Tree(String, Result<TreeReply, String>, Option<u64>),
     Scan(String, Result<Entries, String>),
     Written(String, Result<(), String>),
 }
+
+/// The most ranges a node remembers as repaired in memory: every range of a ring of the most
+/// members with the most tokens each.
+const SYNCED_RANGES_MAX: usize = kvctl::proto::MEMBERS_MAX * kvctl::proto::TOKENS_PER_MEMBER_MAX;
 
 /// How long one step of a repair (a tree, a write) may take.
 const REPAIR_STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -729,9 +734,12 @@ impl Node {
                 after,
                 upto,
                 since_ms,
-            } => match self.record_synced(after, upto, since_ms).await {
-                Ok(()) => Response::Ack,
-                Err(e) => error(ErrorKind::Internal, e),
+            } => match self.check_synced(peer.node_id(), after, upto, since_ms) {
+                Err(e) => error(ErrorKind::Invalid, e),
+                Ok(since_ms) => match self.record_synced(after, upto, since_ms).await {
+                    Ok(()) => Response::Ack,
+                    Err(e) => error(ErrorKind::Internal, e),
+                },
             },
         };
         response.into()
@@ -1133,6 +1141,35 @@ impl Node {
         }
     }
 
+    /// Checks a peer's word that (after, upto] is in sync as of `since_ms`: taken only from a
+    /// replica of a range of this node's ring that this node is a replica of too, and never
+    /// ahead of this node's clock (a time ahead would let tombstones go early). Returns the
+    /// time to record.
+    fn check_synced(
+        &self,
+        sender: Option<&str>,
+        after: u128,
+        upto: u128,
+        since_ms: u64,
+    ) -> Result<u64, String> {
+        let ring = self.membership.lock().ring();
+        if !ring.token_ranges().contains(&(after, upto)) {
+            return Err(format!(
+                "({after}, {upto}] is not a token range of this node's ring"
+            ));
+        }
+        let replicas = ring.preference_list_for_token(upto, self.config.replication);
+        let sender = sender.unwrap_or_default();
+        if !replicas.iter().any(|r| r == sender) || !replicas.contains(&self.config.id) {
+            return Err(format!(
+                "{sender} and this node are not both replicas of ({after}, {upto}] (its replicas: \
+                 {})",
+                replicas.join(", ")
+            ));
+        }
+        Ok(since_ms.min(wall_ms()))
+    }
+
     /// Records, durably, that (after, upto] was in sync on every replica as of `since_ms`.
     async fn record_synced(&self, after: u128, upto: u128, since_ms: u64) -> Result<(), String> {
         let newer = self
@@ -1151,6 +1188,17 @@ impl Node {
             .await
             .map_err(|e| e.to_string())?;
         let mut synced = self.synced.lock();
+        if synced.len() >= SYNCED_RANGES_MAX && !synced.contains_key(&(after, upto)) {
+            // Ranges of earlier rings go first (their entries stay on disk, read at start).
+            let ranges: std::collections::HashSet<(u128, u128)> = self
+                .membership
+                .lock()
+                .ring()
+                .token_ranges()
+                .into_iter()
+                .collect();
+            synced.retain(|range, _| ranges.contains(range));
+        }
         let entry = synced.entry((after, upto)).or_default();
         *entry = (*entry).max(since_ms);
         Ok(())
@@ -1440,6 +1488,7 @@ impl Node {
             Ok(permit) => permit,
             Err(busy) => return busy,
         };
+        let clock_ms = Some(wall_ms());
         match self.local_tree(after, upto).await {
             Ok(tree) => Response::Tree {
                 root: ByteBuf::from(tree.root().to_vec()),
@@ -1452,6 +1501,7 @@ impl Node {
                     Vec::new()
                 },
                 keys: tree.keys,
+                clock_ms,
             },
             Err(e) => error(ErrorKind::Internal, e),
         }
@@ -1532,6 +1582,7 @@ impl Node {
             );
         }
         let started_ms = wall_ms();
+        let mut since_ms = started_ms;
         let replicas = ids.clone();
         let mut repair = RangeRepair::new(after, upto, ids);
         let (tx, mut rx) = mpsc::channel(64);
@@ -1568,7 +1619,13 @@ impl Node {
                 return error(ErrorKind::Internal, "the repair lost its steps");
             };
             match event {
-                RepairEvent::Tree(from, tree) => repair.on_tree(&from, tree),
+                RepairEvent::Tree(from, tree, clock_ms) => {
+                    // Tombstones are written with their coordinator's clock, a replica's: from
+                    // the earliest of the replicas' clocks, the repair covers every tombstone
+                    // older than it whichever clock wrote it.
+                    since_ms = since_ms.min(clock_ms.unwrap_or(started_ms));
+                    repair.on_tree(&from, tree)
+                }
                 RepairEvent::Scan(from, entries) => repair.on_scan(&from, entries),
                 RepairEvent::Written(to, written) => repair.on_written(&to, written),
             }
@@ -1589,12 +1646,12 @@ impl Node {
             // Every tombstone older than the repair's start is on every replica now.
             for id in &replicas {
                 let told = match addrs.get(id).copied().flatten() {
-                    _ if *id == self.config.id => self.record_synced(after, upto, started_ms).await,
+                    _ if *id == self.config.id => self.record_synced(after, upto, since_ms).await,
                     Some(addr) => {
                         let request = Request::RangeSynced {
                             after,
                             upto,
-                            since_ms: started_ms,
+                            since_ms,
                         };
                         match self
                             .transport
@@ -1640,6 +1697,7 @@ impl Node {
     ) -> RepairEvent {
         match action {
             RepairAction::Tree { replica, leaves } => {
+                let mut clock = Some(wall_ms());
                 let tree = match addr {
                     None => self.local_tree(after, upto).await.map(|tree| TreeReply {
                         root: tree.root(),
@@ -1657,7 +1715,13 @@ impl Node {
                             .request_with_timeout(addr, &request, REPAIR_STEP_TIMEOUT)
                             .await
                         {
-                            Ok(Response::Tree { root, leaves, keys }) => {
+                            Ok(Response::Tree {
+                                root,
+                                leaves,
+                                keys,
+                                clock_ms,
+                            }) => {
+                                clock = clock_ms;
                                 tree_reply(&root, &leaves, keys)
                             }
                             Ok(Response::Error { message, .. }) => Err(message),
@@ -1666,7 +1730,7 @@ impl Node {
                         }
                     }
                 };
-                RepairEvent::Tree(replica, tree)
+                RepairEvent::Tree(replica, tree, clock)
             }
             RepairAction::Scan {
                 replica,
