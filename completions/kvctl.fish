@@ -141,7 +141,7 @@ complete -c kvctl -n "__fish_kvctl_using_subcommand shell" -s h -l help -d 'Prin
 complete -c kvctl -n "__fish_kvctl_using_subcommand shell" -s V -l version -d 'Print version'
 complete -c kvctl -n "__fish_kvctl_using_subcommand repair" -l node -d 'Repair only the ranges this node (an id, e.g. node-2) holds a replica of, coordinated by it' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand repair" -l range -d 'Repair only the ring ranges that end in (AFTER, UPTO] (tokens, decimal or 0x hex)' -r
-complete -c kvctl -n "__fish_kvctl_using_subcommand repair" -l rate -d 'Most MiB a second each range\'s repair sends (0: no limit)' -r
+complete -c kvctl -n "__fish_kvctl_using_subcommand repair" -l rate -d 'Most MiB a second each range\'s repair sends: at least 1, at most 256 (nodes hold a repair to that; 0: the most)' -r
 complete -c kvctl -n "__fish_kvctl_using_subcommand repair" -l output -r -f -a "table\t''
 json\t''"
 complete -c kvctl -n "__fish_kvctl_using_subcommand repair" -l home -d 'Where the local cluster lives (description, certificates, node data and logs); client commands find the cluster here' -r -F

@@ -219,7 +219,8 @@ pub struct RepairArgs {
     /// Repair only the ring ranges that end in (AFTER, UPTO] (tokens, decimal or 0x hex).
     #[arg(long, value_name = "AFTER:UPTO", value_parser = parse_token_range)]
     pub range: Option<(u128, u128)>,
-    /// Most MiB a second each range's repair sends (0: no limit).
+    /// Most MiB a second each range's repair sends: at least 1, at most 256 (nodes hold a
+    /// repair to that; 0: the most).
     #[arg(long, value_name = "MIB_PER_SEC", default_value_t = 32.0)]
     pub rate: f64,
     /// Start over, ignoring ranges an interrupted repair already did.

@@ -163,6 +163,8 @@ pub struct Node {
     reads: tokio::sync::Semaphore,
     /// Bulk transfers running ([`admission::BULK_TRANSFERS_MAX`]).
     bulk: Arc<tokio::sync::Semaphore>,
+    /// Repairs this node coordinates ([`REPAIRS_MAX`]).
+    repairs: tokio::sync::Semaphore,
     /// Hints this node holds for others.
     hints: Arc<Hints>,
     /// Hints held because their target refused them as bad requests, by target (see
@@ -253,6 +255,24 @@ enum RepairEvent {
 /// The most ranges a node remembers as repaired in memory: every range of a ring of the most
 /// members with the most tokens each.
 const SYNCED_RANGES_MAX: usize = kvctl::proto::MEMBERS_MAX * kvctl::proto::TOKENS_PER_MEMBER_MAX;
+
+/// The most repairs of ranges a node coordinates at once (asked by clients, or its own
+/// anti-entropy); more are refused as unavailable.
+pub const REPAIRS_MAX: usize = 2;
+/// The slowest pace a repair may ask for, in bytes a second: slower would hold one of the
+/// [`REPAIRS_MAX`] places for hours.
+pub const REPAIR_BYTES_PER_SEC_MIN: u64 = 1 << 20;
+/// The fastest pace a repair may ask for (and what 0, "as fast as allowed", means).
+pub const REPAIR_BYTES_PER_SEC_MAX: u64 = 256 << 20;
+
+/// The pace of a repair asked for at `rate` bytes a second: within
+/// [[`REPAIR_BYTES_PER_SEC_MIN`], [`REPAIR_BYTES_PER_SEC_MAX`]], 0 meaning the most.
+fn repair_rate(rate: u64) -> u64 {
+    if rate == 0 {
+        return REPAIR_BYTES_PER_SEC_MAX;
+    }
+    rate.clamp(REPAIR_BYTES_PER_SEC_MIN, REPAIR_BYTES_PER_SEC_MAX)
+}
 
 /// How long one step of a repair (a tree, a write) may take.
 const REPAIR_STEP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -541,6 +561,7 @@ impl Node {
             placement: Placement::new(config.replication),
             reads: tokio::sync::Semaphore::new(admission::ENGINE_READS_MAX),
             bulk: Arc::new(tokio::sync::Semaphore::new(admission::BULK_TRANSFERS_MAX)),
+            repairs: tokio::sync::Semaphore::new(REPAIRS_MAX),
             crash_before_put_reply: std::env::var_os(CRASH_BEFORE_PUT_REPLY_ENV).map(Into::into),
             config,
         });
@@ -729,7 +750,20 @@ impl Node {
                 after,
                 upto,
                 rate_bytes_per_sec,
-            } => self.repair_range(after, upto, rate_bytes_per_sec).await,
+            } => {
+                let Ok(_running) = self.repairs.try_acquire() else {
+                    return error(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "{REPAIRS_MAX} repairs are running on this node, the most it runs \
+                             at once (repairs_max); retry later"
+                        ),
+                    )
+                    .into();
+                };
+                self.repair_range(after, upto, repair_rate(rate_bytes_per_sec))
+                    .await
+            }
             Request::RangeSynced {
                 after,
                 upto,
@@ -1269,6 +1303,9 @@ impl Node {
             };
             let (mut repaired, mut sent, mut failed) = (0, 0, Vec::new());
             for (after, upto) in &ranges {
+                let Ok(_running) = self.repairs.acquire().await else {
+                    return;
+                };
                 match self.repair_range(*after, *upto, AAE_BYTES_PER_SEC).await {
                     Response::Repaired {
                         in_sync_before,
@@ -1481,6 +1518,16 @@ impl Node {
         })
     }
 
+    /// A place among the bulk transfers for this node's own scans (a repair it coordinates),
+    /// waited for: the repairs are bounded by [`REPAIRS_MAX`] already.
+    async fn bulk_permit_waiting(&self) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
+        self.bulk
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// This replica's Merkle tree of (after, upto], built by one scan off the runtime's
     /// threads; at most [`admission::BULK_TRANSFERS_MAX`] scans (trees and bulk transfers) run.
     async fn merkle_tree(&self, after: u128, upto: u128, leaves: bool) -> Response {
@@ -1489,7 +1536,7 @@ impl Node {
             Err(busy) => return busy,
         };
         let clock_ms = Some(wall_ms());
-        match self.local_tree(after, upto).await {
+        match self.tree_of(after, upto).await {
             Ok(tree) => Response::Tree {
                 root: ByteBuf::from(tree.root().to_vec()),
                 leaves: if leaves {
@@ -1507,7 +1554,16 @@ impl Node {
         }
     }
 
+    /// This replica's tree of (after, upto] for a repair it coordinates, once a bulk transfer's
+    /// place is free.
     async fn local_tree(&self, after: u128, upto: u128) -> Result<RangeTree, String> {
+        let _permit = self.bulk_permit_waiting().await?;
+        self.tree_of(after, upto).await
+    }
+
+    /// This replica's tree of (after, upto], by one scan off the runtime's threads (the caller
+    /// holds a bulk transfer's place).
+    async fn tree_of(&self, after: u128, upto: u128) -> Result<RangeTree, String> {
         let replica = self.replica.clone();
         tokio::task::spawn_blocking(move || {
             let mut entries = Vec::new();
@@ -1526,7 +1582,9 @@ impl Node {
     /// runtime's threads.
     async fn local_scan(&self, after: u128, upto: u128) -> Result<Entries, String> {
         let replica = self.replica.clone();
+        let permit = self.bulk_permit_waiting().await?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             replica
                 .scan(after, upto)
                 .map(|e| e.map_err(|e| e.to_string()))
