@@ -217,6 +217,10 @@ impl Block {
         self.count
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
     /// Bytes held, for the cache's weight.
     pub fn bytes(&self) -> usize {
         self.data.len()

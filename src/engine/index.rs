@@ -392,19 +392,12 @@ impl Index {
         table_id: u64,
         value: &'v [u8],
     ) -> Result<impl Iterator<Item = (u64, u32)> + 'v> {
-        if value.is_empty() || !value.len().is_multiple_of(HANDLE_BYTES) {
-            return Err(self.corrupt(format!(
+        decode_handles(value).ok_or_else(|| {
+            self.corrupt(format!(
                 "block index value of {} bytes for table {table_id}",
                 value.len()
-            )));
-        }
-        Ok(value.chunks_exact(HANDLE_BYTES).map(|h| {
-            let offset = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
-            (
-                offset,
-                u32::from_le_bytes(h[8..].try_into().expect("4 bytes")),
-            )
-        }))
+            ))
+        })
     }
 
     /// Calls `visit(offset, len)` for the table's blocks in file order, starting from the
@@ -484,6 +477,21 @@ impl Index {
     }
 }
 
+/// The block handles of a block index value (`offset u64 LE | len u32 LE`, one or more), or
+/// `None` if the value is not a whole number of them.
+pub(crate) fn decode_handles(value: &[u8]) -> Option<impl Iterator<Item = (u64, u32)> + '_> {
+    if value.is_empty() || !value.len().is_multiple_of(HANDLE_BYTES) {
+        return None;
+    }
+    Some(value.chunks_exact(HANDLE_BYTES).map(|h| {
+        let offset = u64::from_le_bytes(h[..8].try_into().expect("8 bytes"));
+        (
+            offset,
+            u32::from_le_bytes(h[8..].try_into().expect("4 bytes")),
+        )
+    }))
+}
+
 fn cut_key(key: &[u8]) -> &[u8] {
     &key[..key.len().min(INDEX_KEY_BYTES_MAX - PREFIX_BYTES)]
 }
@@ -496,7 +504,7 @@ fn index_key(table_id: u64, key: &[u8], out: &mut Vec<u8>) {
 
 /// Manifest value: `version u8 = 1 | level u32 | min_seq u64 | max_seq u64 | entries u64 |
 /// file_bytes u64 | block_count u32 | min_key_len u32 | min_key | max_key_len u32 | max_key`.
-fn encode_meta(meta: &TableMeta) -> Vec<u8> {
+pub(crate) fn encode_meta(meta: &TableMeta) -> Vec<u8> {
     let mut out = Vec::with_capacity(53 + meta.min_key.len() + meta.max_key.len());
     out.push(1);
     out.extend_from_slice(&meta.level.to_le_bytes());
@@ -512,7 +520,8 @@ fn encode_meta(meta: &TableMeta) -> Vec<u8> {
     out
 }
 
-fn decode_meta(id: u64, mut b: &[u8]) -> Option<TableMeta> {
+/// Decodes a manifest value written by [`encode_meta`] for table `id`; `None` for anything else.
+pub(crate) fn decode_meta(id: u64, mut b: &[u8]) -> Option<TableMeta> {
     fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
         if b.len() < n {
             return None;

@@ -941,7 +941,7 @@ impl Inner {
             let i = match block.probe(key, hash) {
                 Probe::Found(i) => i,
                 // Absent here; a later block can hold it only if it sorts after this one.
-                Probe::Absent if block.len() > 0 && block.key(block.len() - 1) >= key => {
+                Probe::Absent if !block.is_empty() && block.key(block.len() - 1) >= key => {
                     return Ok(false)
                 }
                 Probe::Absent | Probe::Search => block.seek(key),

@@ -9,6 +9,7 @@
 //! [`Engine`] implements the [`Store`] trait (the node's replica holds an `Engine`);
 //! [`MemStore`] implements it in memory for tests. [`Store::get_cached`] reads without waiting
 //! on the disk, or says the read needs it. [`faultfs`] simulates power loss under the WAL.
+//! `fuzzing` exposes the decoders of disk bytes to the fuzz targets.
 //!
 //! The byte layouts are written down in `docs/storage-format.md`.
 
@@ -19,6 +20,9 @@ mod cache;
 mod entry;
 mod error;
 pub mod faultfs;
+mod footer;
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod levels;
 mod logfile;

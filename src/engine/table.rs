@@ -7,9 +7,7 @@
 //! ```text
 //! data blocks          see `block`
 //! bloom filter         see `bloom`
-//! footer (40 bytes)    bloom_offset u64 | bloom_len u32 | bloom_crc u32 | block_count u32 |
-//!                      format_version u32 | entries u64 | footer_crc u32 (CRC32C of bytes 0..32) |
-//!                      magic u32 = 0x5453564b ("KVST")
+//! footer (40 bytes)    see `footer`
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -24,12 +22,9 @@ use parking_lot::Mutex;
 use super::block::{Block, BlockBuilder};
 use super::bloom::{key_hash, Bloom};
 use super::error::{EngineError, Result};
+use super::footer::{Footer, FOOTER_BYTES};
 use super::index::IndexEntries;
 use super::logfile::sync_dir;
-
-pub const TABLE_FORMAT_VERSION: u32 = 1;
-const FOOTER_BYTES: usize = 40;
-const MAGIC: u32 = 0x5453_564b;
 
 /// Where a data block is in its table file, and the last key it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,18 +179,15 @@ impl TableWriter {
         self.finish_block()?;
         let bloom = Bloom::build(&self.hashes, bloom_bits_per_key);
         let bloom_bytes = bloom.encode();
-        let bloom_offset = self.offset;
+        let footer = Footer {
+            bloom_offset: self.offset,
+            bloom_len: bloom_bytes.len() as u32,
+            bloom_crc: crc32c::crc32c(&bloom_bytes),
+            block_count: self.handles.len() as u32,
+            entries: self.hashes.len() as u64,
+        };
         self.write(&bloom_bytes)?;
-        let mut footer = Vec::with_capacity(FOOTER_BYTES);
-        footer.extend_from_slice(&bloom_offset.to_le_bytes());
-        footer.extend_from_slice(&(bloom_bytes.len() as u32).to_le_bytes());
-        footer.extend_from_slice(&crc32c::crc32c(&bloom_bytes).to_le_bytes());
-        footer.extend_from_slice(&(self.handles.len() as u32).to_le_bytes());
-        footer.extend_from_slice(&TABLE_FORMAT_VERSION.to_le_bytes());
-        footer.extend_from_slice(&(self.hashes.len() as u64).to_le_bytes());
-        let crc = crc32c::crc32c(&footer);
-        footer.extend_from_slice(&crc.to_le_bytes());
-        footer.extend_from_slice(&MAGIC.to_le_bytes());
+        let footer = footer.encode();
         self.write(&footer)?;
         let tmp = self.tmp_path.clone();
         let file = self
@@ -288,58 +280,17 @@ impl Table {
         let mut footer = [0u8; FOOTER_BYTES];
         file.read_exact_at(&mut footer, footer_at)
             .map_err(|e| EngineError::io("reading table footer", &path, e))?;
-        let u32_at =
-            |at: usize| u32::from_le_bytes(footer[at..at + 4].try_into().expect("4 bytes"));
-        let u64_at =
-            |at: usize| u64::from_le_bytes(footer[at..at + 8].try_into().expect("8 bytes"));
-        if u32_at(36) != MAGIC {
-            return Err(corrupt(footer_at, "bad magic number".into()));
-        }
-        let (expected, got) = (u32_at(32), crc32c::crc32c(&footer[..32]));
-        if expected != got {
-            return Err(EngineError::ChecksumMismatch {
-                file: path,
-                offset: footer_at,
-                expected,
-                got,
-            });
-        }
-        if u32_at(20) != TABLE_FORMAT_VERSION {
-            return Err(corrupt(
-                footer_at,
-                format!("unknown format version {}", u32_at(20)),
-            ));
-        }
-        let (bloom_offset, bloom_len, bloom_crc) = (u64_at(0), u32_at(8) as u64, u32_at(12));
-        if bloom_offset.checked_add(bloom_len) != Some(footer_at) {
-            return Err(corrupt(
-                footer_at,
-                "bloom filter bounds disagree with the file".into(),
-            ));
-        }
-        let mut bloom_bytes = vec![0u8; bloom_len as usize];
-        file.read_exact_at(&mut bloom_bytes, bloom_offset)
+        let footer = Footer::decode(&footer, len, &path)?;
+        let mut bloom_bytes = vec![0u8; footer.bloom_len as usize];
+        file.read_exact_at(&mut bloom_bytes, footer.bloom_offset)
             .map_err(|e| EngineError::io("reading bloom filter", &path, e))?;
-        let got = crc32c::crc32c(&bloom_bytes);
-        if got != bloom_crc {
-            return Err(EngineError::ChecksumMismatch {
-                file: path,
-                offset: bloom_offset,
-                expected: bloom_crc,
-                got,
-            });
-        }
-        let bloom = Bloom::decode(&bloom_bytes)
-            .ok_or_else(|| corrupt(bloom_offset, "undecodable bloom filter".into()))?;
-        if u32_at(16) != meta.block_count || u64_at(24) != meta.entries {
+        let bloom = footer.bloom(&bloom_bytes, &path)?;
+        if footer.block_count != meta.block_count || footer.entries != meta.entries {
             return Err(corrupt(
                 footer_at,
                 format!(
                     "footer says {} blocks and {} entries, manifest {} and {}",
-                    u32_at(16),
-                    u64_at(24),
-                    meta.block_count,
-                    meta.entries
+                    footer.block_count, footer.entries, meta.block_count, meta.entries
                 ),
             ));
         }
@@ -348,7 +299,7 @@ impl Table {
             path,
             file,
             bloom,
-            data_end: bloom_offset,
+            data_end: footer.bloom_offset,
             mirror: None,
             obsolete: OnceLock::new(),
         })

@@ -220,9 +220,32 @@ pub fn replay_segment(
     path: &Path,
     is_last: bool,
     after_seq: Option<u64>,
-    mut apply: impl FnMut(u64, WriteBatch) -> Result<()>,
+    apply: impl FnMut(u64, WriteBatch) -> Result<()>,
 ) -> Result<SegmentReplay> {
     let bytes = fs::read(path).map_err(|e| EngineError::io("reading WAL segment", path, e))?;
+    let replay = replay_bytes(&bytes, path, is_last, after_seq, apply)?;
+    if replay.torn_bytes > 0 {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| EngineError::io("opening WAL segment to truncate", path, e))?;
+        file.set_len(replay.valid_len)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| EngineError::io("truncating torn WAL tail", path, e))?;
+    }
+    Ok(replay)
+}
+
+/// Replays the records of a segment's `bytes`, read from `path`, as [`replay_segment`] does,
+/// without touching the file: a torn tail (`torn_bytes > 0`, only where `is_last`) is for the
+/// caller to cut off at `valid_len`.
+pub fn replay_bytes(
+    bytes: &[u8],
+    path: &Path,
+    is_last: bool,
+    after_seq: Option<u64>,
+    mut apply: impl FnMut(u64, WriteBatch) -> Result<()>,
+) -> Result<SegmentReplay> {
     let corrupt = |offset: usize, reason: String| EngineError::WalCorrupt {
         file: path.to_path_buf(),
         offset: offset as u64,
@@ -261,7 +284,7 @@ pub fn replay_segment(
             Err((stored, computed)) => {
                 let end = offset + RECORD_HEADER_BYTES;
                 if is_last
-                    && torn_write(&bytes, offset, end, expected)
+                    && torn_write(bytes, offset, end, expected)
                         .map_err(|at| vouched(at, "header"))?
                 {
                     torn = true;
@@ -282,7 +305,7 @@ pub fn replay_segment(
         if computed != payload_crc {
             let end = offset + RECORD_HEADER_BYTES + payload_len;
             if is_last
-                && torn_write(&bytes, offset, end, seq.max(expected))
+                && torn_write(bytes, offset, end, seq.max(expected))
                     .map_err(|at| vouched(at, "payload"))?
             {
                 torn = true;
@@ -310,20 +333,11 @@ pub fn replay_segment(
         offset += RECORD_HEADER_BYTES + payload_len;
     }
     let torn_bytes = (bytes.len() - offset) as u64;
-    if torn {
-        if !is_last {
-            return Err(corrupt(
-                offset,
-                "incomplete record in a segment that is not the newest".into(),
-            ));
-        }
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| EngineError::io("opening WAL segment to truncate", path, e))?;
-        file.set_len(offset as u64)
-            .and_then(|()| file.sync_all())
-            .map_err(|e| EngineError::io("truncating torn WAL tail", path, e))?;
+    if torn && !is_last {
+        return Err(corrupt(
+            offset,
+            "incomplete record in a segment that is not the newest".into(),
+        ));
     }
     Ok(SegmentReplay {
         records,
