@@ -1062,7 +1062,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__node__subcmd__start)
-            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --sync-rate-max --connections-max --connections-per-peer-max --request-bytes-in-flight-max --connection-bytes-in-flight-max --write-queue-bytes-max --max-hint-window --hints-bytes-per-target-max --hint-replay-rate --phi-convict-threshold --aae-interval --tombstone-grace --home --help --version"
+            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --sync-rate-max --connections-max --handshakes-max --connections-per-peer-max --request-bytes-in-flight-max --connection-bytes-in-flight-max --write-queue-bytes-max --max-hint-window --hints-bytes-per-target-max --hint-replay-rate --phi-convict-threshold --aae-interval --tombstone-grace --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1097,6 +1097,10 @@ _kvctl() {
                     return 0
                     ;;
                 --connections-max)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --handshakes-max)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -92,11 +92,18 @@ pub struct NodeStartArgs {
     #[arg(long, value_name = "N", env = "KVCTL_SYNC_RATE_MAX",
           default_value_t = kvctl_node::replica::SYNC_RATE_DEFAULT)]
     pub sync_rate_max: u32,
-    /// Most connections the node holds; more are closed with the reason.
+    /// Most connections the node holds; more are closed with the reason. Clients may hold all
+    /// but 32 of them (at most half), kept for other nodes.
     #[arg(long, value_name = "N", env = "KVCTL_CONNECTIONS_MAX",
           default_value_t = kvctl_node::admission::CONNECTIONS_MAX,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub connections_max: usize,
+    /// Most TLS handshakes the node runs at once; more new connections are refused until one
+    /// ends (a connection counts toward --connections-max once its handshake is done).
+    #[arg(long, value_name = "N", env = "KVCTL_HANDSHAKES_MAX",
+          default_value_t = kvctl_node::admission::HANDSHAKES_MAX,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub handshakes_max: usize,
     /// Most connections one peer (a remote UDP address: one client process or node) holds.
     #[arg(long, value_name = "N", env = "KVCTL_CONNECTIONS_PER_PEER_MAX",
           default_value_t = kvctl_node::admission::CONNECTIONS_PER_PEER_MAX,

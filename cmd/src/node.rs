@@ -245,6 +245,7 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         secret,
         admission: admission::Limits {
             connections_max: args.connections_max,
+            handshakes_max: args.handshakes_max,
             connections_per_peer_max: args.connections_per_peer_max,
             budget: kvctl::budget::Limits {
                 request_bytes_in_flight_max: args.request_bytes_in_flight_max,

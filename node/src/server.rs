@@ -574,13 +574,30 @@ impl Node {
             tokio::select! {
                 incoming = transport.endpoint().accept() => {
                     let Some(incoming) = incoming else { break };
+                    // A new address must first echo a Retry token: a flood of Initial packets
+                    // from made-up addresses gets Retry packets back and nothing more.
+                    if !incoming.remote_address_validated() && incoming.may_retry() {
+                        let _ = incoming.retry();
+                        continue;
+                    }
+                    let handshake = match node.connections.handshake() {
+                        Ok(handshake) => handshake,
+                        Err(reason) => {
+                            node.complaints.lock().log(&reason);
+                            incoming.refuse();
+                            continue;
+                        }
+                    };
                     let node = node.clone();
                     tokio::spawn(async move {
-                        // Counted from its arrival: handshakes in progress hold slots too.
-                        let slot = node.connections.admit(incoming.remote_address());
-                        // A failed handshake (no certificate, another CA) ends here.
+                        // A failed handshake (no certificate, another CA) ends here; one that
+                        // never ends is cut at the idle timeout.
                         let Ok(conn) = incoming.await else { return };
-                        let _slot = match slot {
+                        drop(handshake);
+                        // Counted once the certificate says who it is.
+                        let peer = Arc::new(kvctl::tls::peer(&conn));
+                        let is_node = peer.node_id().is_some();
+                        let _slot = match node.connections.admit(conn.remote_address(), is_node) {
                             Ok(slot) => slot,
                             Err(reason) => {
                                 node.complaints.lock().log(&reason);
@@ -588,7 +605,6 @@ impl Node {
                                 return;
                             }
                         };
-                        let peer = Arc::new(kvctl::tls::peer(&conn));
                         let budget = match *peer {
                             Peer::Node { .. } => node.budget.node_connection(),
                             Peer::Client { .. } => node.budget.connection(),
