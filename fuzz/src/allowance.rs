@@ -4,15 +4,18 @@
 //!
 //! Why these numbers: what a peer sends a node is bounded by the message limit
 //! ([`kvctl::proto::MESSAGE_BYTES_MAX`], 17 MiB) and by admission control, which counts the
-//! bytes of messages, so what decoding them may take must be a small multiple of those bytes.
-//! The decoded types themselves set the floor: the densest legal CBOR for a list of byte
-//! strings spends one byte per empty string, which decodes to a 24-byte `ByteBuf`, and a
-//! `Vec` growing by doubling may hold up to twice what it uses. Lists whose length the input
-//! states are allocated at once up to 1 MiB (serde's cautious size hint), which the fixed part
-//! covers, along with the decoders' scratch buffers. 32 bytes per input byte leaves room for
-//! the real types' growth (up to 24 × 2 would not fit, see `docs/testing.md`), and still
-//! catches a decoder that decodes a message twice or into a generic tree (a
-//! `ciborium::Value` takes 48 bytes or more per one-byte integer).
+//! bytes of messages, so what decoding them takes must be a small multiple of those bytes.
+//! The decoded types set the floor. The densest items are about 24 heap bytes per input byte
+//! (an empty byte string is one byte of CBOR and a 24-byte `ByteBuf`); a `Vec` that grows by
+//! doubling may hold up to twice what it uses; a WAL batch's operations take 48 bytes for the
+//! 5 bytes of an empty delete (about 19 per byte with the growth), a sibling's clock entry a
+//! `BTreeMap` node. Lists whose length the input states are allocated at once up to 1 MiB
+//! (serde's cautious size hint), and the protocol's lists are bounded in count (the
+//! `proto::*_MAX` limits), which the fixed part covers along with the decoders' scratch
+//! buffers. 32 per byte is above every one of these (the tests measure each, and
+//! `docs/testing.md` lists them), and below what decoding a message twice, or into a generic
+//! tree, takes (a `ciborium::Value` is 48 bytes or more for a one-byte integer: the 16 MB
+//! message of zeros of issue 23 took about 50 per byte).
 
 use std::cell::Cell;
 
