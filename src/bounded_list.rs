@@ -12,6 +12,9 @@ use std::marker::PhantomData;
 
 use serde::de::{Deserialize, Deserializer, Error, SeqAccess, Visitor};
 
+/// The most bytes a list reserves for the length it declares before its elements arrive.
+const PREALLOCATED_BYTES_MAX: usize = 4096;
+
 /// Reads a list of at most `max` elements; more is an error naming `what` and the bound.
 pub fn deserialize<'de, D, T>(
     deserializer: D,
@@ -47,8 +50,10 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for BoundedList<T> {
         if let Some(n) = declared.filter(|n| *n > self.max) {
             return Err(A::Error::invalid_length(n, &self));
         }
-        // A declared length within the bound is room for what may come, never more.
-        let mut out = Vec::with_capacity(declared.unwrap_or(0));
+        // Room for what a declared length promises, up to a little: the elements must still
+        // come, so a short message cannot make the reader reserve much.
+        let room = PREALLOCATED_BYTES_MAX / std::mem::size_of::<T>().max(1);
+        let mut out = Vec::with_capacity(declared.unwrap_or(0).min(room));
         while let Some(element) = seq.next_element()? {
             if out.len() == self.max {
                 return Err(A::Error::invalid_length(self.max + 1, &self));
