@@ -48,24 +48,7 @@ fn clients_cannot_take_the_connections_kept_for_nodes() {
     );
     // Node 1 restarts (with the command line it had: `cluster up` would ask node 2, as a
     // client, whether it is up): its new connection to node 2 is a node's, and is taken.
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", c.pid(1))).unwrap();
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    c.sigkill(1);
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(c.home().join("nodes/node-1/node.log"))
-        .unwrap();
-    let mut node1 = std::process::Command::new(&args[0])
-        .args(&args[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut node1 = c.restart_by_hand(1, &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = c.run(&[

@@ -104,3 +104,89 @@ fn tombstones_go_only_after_grace_and_repair() {
         assert!(stored(at, node, "b").is_none(), "b on node {node}");
     }
 }
+
+/// Where Debian's faketime package puts the library that shifts a process's wall clock.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// A repair coordinated by a node whose clock is 10 minutes ahead counts its ranges in sync
+/// from the earliest of the replicas' clocks, not from its own: a delete made after it, which
+/// one replica missed, keeps its tombstone past the grace period until a repair covers it,
+/// and the value that replica holds does not come back.
+#[test]
+fn a_repairer_whose_clock_is_ahead_does_not_let_a_tombstone_go_early() {
+    if !std::path::Path::new(LIBFAKETIME).exists() {
+        eprintln!("skipped: {LIBFAKETIME} is missing (apt-get install faketime; .ci/run does)");
+        return;
+    }
+    let c = Cluster::up_with_env(
+        3,
+        1,
+        &[
+            ("KVCTL_TOMBSTONE_GRACE", "1s"),
+            ("KVCTL_MAX_HINT_WINDOW", "1s"),
+            ("KVCTL_AAE_INTERVAL", "0s"),
+        ],
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let peer = c.peer(&rt, "node-9");
+    let at = (&c, &rt, &peer);
+    let mut node1 = c.restart_by_hand(
+        1,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME", "+10m"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let start = Instant::now();
+    while !c
+        .run(&[
+            "put",
+            "k",
+            "v",
+            "--consistency",
+            "all",
+            "--node",
+            &c.addr(1),
+        ])
+        .status
+        .success()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "node 1 did not come back"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.must(&["repair", "--node", "node-1"]);
+    // Node 3 misses the delete: down past the hint window.
+    c.sigkill(3);
+    let start = Instant::now();
+    while c.must_json(&["status", "--node", &c.addr(2)])["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["id"] == "node-3" && n["state"] != "down")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "node-3 not shown down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    c.must(&["delete", "k", "--node", &c.addr(2)]);
+    // Past the grace period and several sweeps: the tombstone stays, no repair covered it.
+    std::thread::sleep(Duration::from_secs(4));
+    for node in 1..=2 {
+        assert!(
+            stored(at, node, "k").is_some(),
+            "k's tombstone went on node {node}"
+        );
+    }
+    c.must(&["cluster", "up", "--detach", "--node", "node-3"]);
+    let got = c.must_json(&["get", "k", "--consistency", "all", "--node", &c.addr(2)]);
+    assert_eq!(got["found"], false, "the deleted value came back: {got}");
+    let _ = node1.kill();
+    let _ = node1.wait();
+}

@@ -198,6 +198,34 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Kills node `node` and starts it again with the command line it had, by hand (so
+    /// without `cluster up`, which asks the other nodes whether it is up), with `env` added;
+    /// its output goes on to its log. The caller kills the process it returns.
+    pub fn restart_by_hand(&self, node: usize, env: &[(&str, &str)]) -> std::process::Child {
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", self.pid(node))).unwrap();
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        self.sigkill(node);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.home().join(format!("nodes/node-{node}/node.log")))
+            .unwrap();
+        Command::new(&args[0])
+            .args(&args[1..])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.run(&["cluster", "down"]);
