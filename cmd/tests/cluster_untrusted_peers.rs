@@ -2,8 +2,9 @@
 //! of the cluster (made with `kvctl cert node`) cannot write versions no node makes (a counter
 //! at `u64::MAX` that would dominate every later write, a claim to writes node 1 never made),
 //! nor mark ranges in sync that are not its to mark; a process that takes over a node's
-//! address with another certificate acknowledges nothing meant for that node; and hints a
-//! node refuses as bad requests are kept, said in `status`, and delivered once it takes them.
+//! address with another certificate acknowledges nothing meant for that node; hints a node
+//! refuses as bad requests are kept, said in `status`, and delivered once it takes them; and
+//! no replica acknowledges a write its sibling trim drops.
 
 mod common;
 
@@ -335,4 +336,58 @@ fn hints_a_node_refuses_as_bad_requests_are_kept_until_it_takes_them() {
     // Once node 3 takes them, they are delivered and the status clears.
     takes.store(true, Ordering::Relaxed);
     wait("the hints delivered", &|(p, r)| p == 0 && r == 0);
+}
+
+#[test]
+fn a_write_the_sibling_trim_drops_is_not_acknowledged() {
+    let c = Cluster::up(3, 3);
+    let rt = runtime();
+    let peer = c.peer(&rt, "node-9");
+    // A key at the sibling limit: 64 concurrent versions, on every replica.
+    let full = Siblings::from_versions((1..=kvctl::version::SIBLINGS_MAX as u64).map(|i| {
+        new_version_against(
+            &Siblings::default(),
+            &VClock::new(),
+            "w#00",
+            i - 1,
+            1_000_000 + i,
+            Some(format!("v{i}").into_bytes()),
+            CLOCK_ENTRIES_MAX,
+        )
+    }));
+    let write = |node: usize, siblings: Vec<u8>| {
+        rt.block_on(peer.request(
+            c.addr(node).parse().unwrap(),
+            &Request::ReplicaWrite {
+                key: ByteBuf::from(b"full".to_vec()),
+                siblings: ByteBuf::from(siblings),
+            },
+        ))
+        .unwrap()
+    };
+    for node in 1..=3 {
+        assert_eq!(write(node, full.encode()), Response::Ack);
+    }
+    // A concurrent write from a coordinator whose clock is behind: the oldest of 65, so the
+    // trim would drop it. Refused, not acknowledged.
+    let late = Siblings::from(new_version_against(
+        &Siblings::default(),
+        &VClock::new(),
+        "late#00",
+        0,
+        5,
+        Some(b"late".to_vec()),
+        CLOCK_ENTRIES_MAX,
+    ));
+    must_invalid(write(1, late.encode()), "trimmed away");
+    // A client's blind write there is refused by its coordinator, naming the limit.
+    let out = c.run(&["put", "full", "x", "--node", &c.addr(2)]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("siblings"), "{err}");
+    // The key still holds exactly the 64: neither write is anywhere.
+    let got = c.must_json(&["get", "full", "--consistency", "all"]);
+    let values = got["values"].as_array().unwrap();
+    assert_eq!(values.len(), kvctl::version::SIBLINGS_MAX, "{got}");
+    assert!(!values.iter().any(|v| v == "late" || v == "x"), "{got}");
 }
