@@ -264,3 +264,79 @@ fn repairs_are_bounded_in_number_and_pace() {
         assert_eq!(out["found"], true, "{key}: {out}");
     }
 }
+
+/// A UDP relay in front of `node` for a peer that never finishes its handshakes: each client
+/// source gets its own socket on 127.0.0.2 toward the node; the first `forwarded` datagrams
+/// of each go through (the Initial, and the Initial again with the Retry token), later ones
+/// are dropped, so every handshake starts on the node and stalls there.
+async fn stalling_relay(node: SocketAddr, forwarded: usize) -> SocketAddr {
+    use std::collections::hash_map::Entry;
+    use tokio::net::UdpSocket;
+    let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut upstreams: std::collections::HashMap<SocketAddr, (Arc<UdpSocket>, usize)> =
+            std::collections::HashMap::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, from)) = front.recv_from(&mut buf).await else {
+                return;
+            };
+            let (up, sent) = match upstreams.entry(from) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(v) => {
+                    let up = Arc::new(UdpSocket::bind("127.0.0.2:0").await.unwrap());
+                    up.connect(node).await.unwrap();
+                    let (back, front) = (up.clone(), front.clone());
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 65536];
+                        while let Ok(n) = back.recv(&mut buf).await {
+                            let _ = front.send_to(&buf[..n], from).await;
+                        }
+                    });
+                    v.insert((up, 0))
+                }
+            };
+            *sent += 1;
+            if *sent <= forwarded {
+                let _ = up.send(&buf[..n]).await;
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn handshakes_that_never_finish_hold_no_connections() {
+    // 24 connections: counted from arrival, 30 stalled handshakes would hold them all.
+    let c = Cluster::up_with_env(3, 3, &[("KVCTL_CONNECTIONS_MAX", "24")]);
+    let rt = runtime();
+    let node1: SocketAddr = c.addr(1).parse().unwrap();
+    let relay = rt.block_on(stalling_relay(node1, 2));
+    let attackers: Vec<_> = (0..30).map(|_| c.client_transport(&rt)).collect();
+    for t in &attackers {
+        let _runtime = rt.enter();
+        let connecting = t.endpoint().connect(relay, NODE_SERVER_NAME).unwrap();
+        rt.spawn(async move {
+            let _ = connecting.await;
+        });
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // Meanwhile clients and nodes are served through node 1, each client a new connection.
+    for i in 0..5 {
+        let key = format!("k{i}");
+        c.must(&[
+            "put",
+            &key,
+            "v",
+            "--consistency",
+            "all",
+            "--node",
+            &c.addr(1),
+        ]);
+        assert_eq!(c.must(&["get", &key, "--node", &c.addr(1)]).trim(), "v");
+    }
+    let log = std::fs::read_to_string(c.home().join("nodes/node-1/node.log")).unwrap();
+    assert!(log.contains("handshakes_per_ip_max"), "{log}");
+    drop(attackers);
+}

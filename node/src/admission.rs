@@ -12,7 +12,7 @@
 //! process of a machine (all of a local cluster's nodes and clients share 127.0.0.1).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -24,6 +24,10 @@ pub const CONNECTIONS_PER_PEER_MAX: usize = 4;
 
 /// Default most handshakes a node runs at once.
 pub const HANDSHAKES_MAX: usize = 64;
+/// The most handshakes from one IP address a node runs at once: a peer that starts
+/// handshakes from many ports of one address and never finishes them takes only these
+/// (the addresses are real: QUIC Retry validated them).
+pub const HANDSHAKES_PER_IP_MAX: usize = 16;
 /// Connections of [`Limits::connections_max`] clients may not take: kept for other nodes
 /// (at most half the limit).
 pub const NODE_CONNECTIONS_RESERVED: usize = 32;
@@ -66,6 +70,7 @@ struct Counts {
     total: usize,
     clients: usize,
     handshakes: usize,
+    handshakes_by_ip: HashMap<IpAddr, usize>,
     by_peer: HashMap<SocketAddr, usize>,
 }
 
@@ -85,11 +90,19 @@ pub struct Slot {
 /// A handshake's place among those running; given back when dropped.
 pub struct Handshake {
     connections: Arc<Connections>,
+    ip: IpAddr,
 }
 
 impl Drop for Handshake {
     fn drop(&mut self) {
-        self.connections.counts.lock().handshakes -= 1;
+        let mut counts = self.connections.counts.lock();
+        counts.handshakes -= 1;
+        if let Some(n) = counts.handshakes_by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.handshakes_by_ip.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -120,8 +133,8 @@ impl Connections {
         self.counts.lock().total
     }
 
-    /// A place for a handshake, or the reason there is none.
-    pub fn handshake(self: &Arc<Self>) -> Result<Handshake, String> {
+    /// A place for a handshake from `ip`, or the reason there is none.
+    pub fn handshake(self: &Arc<Self>, ip: IpAddr) -> Result<Handshake, String> {
         let mut counts = self.counts.lock();
         let max = self.limits.handshakes_max;
         if counts.handshakes >= max {
@@ -129,9 +142,18 @@ impl Connections {
                 "{max} handshakes are running, the most a node runs at once (handshakes_max)"
             ));
         }
+        let from_ip = counts.handshakes_by_ip.get(&ip).copied().unwrap_or(0);
+        if from_ip >= HANDSHAKES_PER_IP_MAX {
+            return Err(format!(
+                "{ip} has {HANDSHAKES_PER_IP_MAX} handshakes running, the most one address may \
+                 (handshakes_per_ip_max)"
+            ));
+        }
         counts.handshakes += 1;
+        *counts.handshakes_by_ip.entry(ip).or_default() += 1;
         Ok(Handshake {
             connections: self.clone(),
+            ip,
         })
     }
 
@@ -228,11 +250,27 @@ mod tests {
             .collect();
         assert_eq!(connections.count(), 80);
         drop((clients, nodes));
-        let h1 = connections.handshake().unwrap();
-        let _h2 = connections.handshake().unwrap();
-        let err = connections.handshake().err().unwrap();
+        let ip = |i: u8| IpAddr::from([10, 0, 0, i]);
+        let h1 = connections.handshake(ip(1)).unwrap();
+        let _h2 = connections.handshake(ip(2)).unwrap();
+        let err = connections.handshake(ip(3)).err().unwrap();
         assert!(err.contains("handshakes_max"), "{err}");
         drop(h1);
-        connections.handshake().unwrap();
+        connections.handshake(ip(3)).unwrap();
+    }
+
+    /// One address runs at most HANDSHAKES_PER_IP_MAX handshakes; others still get theirs.
+    #[test]
+    fn admission_bounds_handshakes_per_address() {
+        let connections = Connections::new(Limits::default());
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let held: Vec<_> = (0..HANDSHAKES_PER_IP_MAX)
+            .map(|_| connections.handshake(a).unwrap())
+            .collect();
+        let err = connections.handshake(a).err().unwrap();
+        assert!(err.contains("handshakes_per_ip_max"), "{err}");
+        let _other = connections.handshake(b).unwrap();
+        drop(held);
+        connections.handshake(a).unwrap();
     }
 }

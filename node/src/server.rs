@@ -580,7 +580,7 @@ impl Node {
                         let _ = incoming.retry();
                         continue;
                     }
-                    let handshake = match node.connections.handshake() {
+                    let handshake = match node.connections.handshake(incoming.remote_address().ip()) {
                         Ok(handshake) => handshake,
                         Err(reason) => {
                             node.complaints.lock().log(&reason);
