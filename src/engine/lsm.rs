@@ -188,6 +188,13 @@ impl Engine {
             }
             tables.push(Arc::new(table));
         }
+        // Writes take the sequence numbers after this one: the index must leave one.
+        if last_seq == u64::MAX {
+            return Err(EngineError::IndexCorrupt {
+                dir: dir.join("index"),
+                reason: format!("sequence number {last_seq} (the largest) leaves none for writes"),
+            });
+        }
         remove_unlisted_tables(&tables_dir, &tables)?;
         index.forget_unlisted()?;
         let version = Levels::from_tables(tables);
@@ -1110,5 +1117,39 @@ impl Store for Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         let _ = Store::close(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An index whose last flushed sequence number is the largest there is (only damage makes
+    /// one) is refused as corrupt when the engine opens, instead of overflowing at the first
+    /// write.
+    #[test]
+    fn an_index_that_leaves_no_sequence_number_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = || Options {
+            index_map_bytes: 64 << 20,
+            ..Options::default()
+        };
+        drop(Engine::open(dir.path(), options()).unwrap());
+        let index = Index::open(&dir.path().join("index"), 64 << 20).unwrap();
+        index
+            .commit(&Edit {
+                last_flushed_seq: Some(u64::MAX),
+                next_table_id: 1,
+                ..Edit::default()
+            })
+            .unwrap();
+        drop(index);
+        match Engine::open(dir.path(), options()) {
+            Err(EngineError::IndexCorrupt { reason, .. }) => {
+                assert!(reason.contains("leaves none"), "{reason}")
+            }
+            Err(other) => panic!("expected IndexCorrupt, got {other}"),
+            Ok(_) => panic!("an engine opened on an index without sequence numbers left"),
+        }
     }
 }

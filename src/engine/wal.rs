@@ -262,7 +262,7 @@ pub fn replay_bytes(
             break;
         }
         // The first sequence number a damaged record here would hold.
-        let expected = last_seq.map_or(0, |s| s + 1);
+        let expected = last_seq.map_or(0, |s| s.saturating_add(1));
         let vouched = |at: usize, part: &str| {
             corrupt(
                 offset,
@@ -327,6 +327,15 @@ pub fn replay_bytes(
         let batch = WriteBatch::decode(payload)
             .map_err(|reason| corrupt(offset, format!("undecodable batch: {reason}")))?;
         let ops = batch.len() as u64;
+        // The batch's operations hold seq, seq + 1, ...; the sequence number after them must
+        // exist too (it is the engine's next one). Only a damaged record that passed its
+        // checksums can say otherwise.
+        if seq.checked_add(ops.max(1)).is_none() {
+            return Err(corrupt(
+                offset,
+                format!("sequence numbers from {seq} for {ops} operations overflow"),
+            ));
+        }
         apply(seq, batch)?;
         records += 1;
         last_seq = Some(seq + ops.saturating_sub(1));
@@ -542,6 +551,48 @@ mod tests {
             other => panic!("expected WalCorrupt, got {other}"),
         }
         assert_eq!(fs::read(&path).unwrap(), disk, "nothing truncated");
+    }
+
+    /// A record whose operations would take sequence numbers past `u64::MAX` (found by the
+    /// `wal` fuzz target: it overflowed) is corruption, reported at its offset, and nothing of it
+    /// is applied.
+    #[test]
+    fn wal_record_whose_sequence_numbers_overflow_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 1);
+        let mut buf = Vec::new();
+        append_record(&mut buf, 1, 0, &batch(0));
+        let at = buf.len();
+        append_record(&mut buf, u64::MAX, 0, &batch(3));
+        assert_eq!(batch(3).len(), 2);
+        fs::write(&path, &buf).unwrap();
+        let mut applied = 0;
+        let err = replay_segment(&path, true, None, |_, _| {
+            applied += 1;
+            Ok(())
+        })
+        .unwrap_err();
+        match err {
+            EngineError::WalCorrupt { offset, reason, .. } => {
+                assert_eq!(offset as usize, at, "{reason}");
+                assert!(reason.contains("overflow"), "{reason}");
+            }
+            other => panic!("expected WalCorrupt, got {other}"),
+        }
+        assert_eq!(applied, 1);
+        // The last sequence number itself, one operation, leaves no next one either.
+        let mut buf = Vec::new();
+        append_record(&mut buf, u64::MAX, 0, &batch(1));
+        fs::write(&path, &buf).unwrap();
+        assert!(replay_all(&path, true).is_err());
+        // One before it does.
+        let mut buf = Vec::new();
+        append_record(&mut buf, u64::MAX - 1, 0, &batch(1));
+        fs::write(&path, &buf).unwrap();
+        assert_eq!(
+            replay_all(&path, true).unwrap().1.last_seq,
+            Some(u64::MAX - 1)
+        );
     }
 
     /// An incomplete record in an older segment is corruption, not a tail to cut.
