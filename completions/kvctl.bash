@@ -55,6 +55,9 @@ _kvctl() {
             kvctl,status)
                 cmd="kvctl__subcmd__status"
                 ;;
+            kvctl,workers)
+                cmd="kvctl__subcmd__workers"
+                ;;
             kvctl__subcmd__cert,ca)
                 cmd="kvctl__subcmd__cert__subcmd__ca"
                 ;;
@@ -142,6 +145,9 @@ _kvctl() {
             kvctl__subcmd__help,status)
                 cmd="kvctl__subcmd__help__subcmd__status"
                 ;;
+            kvctl__subcmd__help,workers)
+                cmd="kvctl__subcmd__help__subcmd__workers"
+                ;;
             kvctl__subcmd__help__subcmd__cert,ca)
                 cmd="kvctl__subcmd__help__subcmd__cert__subcmd__ca"
                 ;;
@@ -182,7 +188,7 @@ _kvctl() {
 
     case "${cmd}" in
         kvctl)
-            opts="-h -V --home --help --version node cluster status ring get put delete shell repair bench cert completions help"
+            opts="-h -V --home --help --version node cluster status ring get put delete shell repair workers bench cert completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -708,7 +714,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__help)
-            opts="node cluster status ring get put delete shell repair bench cert completions help"
+            opts="node cluster status ring get put delete shell repair workers bench cert completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1001,6 +1007,20 @@ _kvctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kvctl__subcmd__help__subcmd__workers)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kvctl__subcmd__node)
             opts="-h -V --home --help --version start help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1280,6 +1300,32 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__status)
+            opts="-h -V --node --output --home --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvctl__subcmd__workers)
             opts="-h -V --node --output --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

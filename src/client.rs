@@ -29,7 +29,7 @@ use serde_bytes::ByteBuf;
 
 use crate::certs;
 use crate::home::{self, HomeError};
-use crate::proto::{Consistency, ErrorKind, MemberView, Request, Response};
+use crate::proto::{Consistency, EngineInfo, ErrorKind, MemberView, Request, Response, WorkerInfo};
 use crate::retry::{Failure, Operation, RetryPolicy};
 use crate::tls::{Identity, TlsError};
 use crate::topology::Topology;
@@ -303,7 +303,7 @@ impl Client {
         request: &Request,
     ) -> Result<(SocketAddr, Response), ClientError> {
         let operation = match request {
-            Request::Get { .. } | Request::Status => Operation::Read,
+            Request::Get { .. } | Request::Status | Request::NodeInfo => Operation::Read,
             _ => Operation::Write { idempotent: false },
         };
         self.inner
@@ -410,8 +410,37 @@ impl Client {
         }
     }
 
+    /// `node`'s background workers and engine figures: the node's id, its workers, its
+    /// engine (a node of an earlier release answers `Unsupported`).
+    pub async fn node_info(
+        &self,
+        node: SocketAddr,
+    ) -> Result<(String, Vec<WorkerInfo>, EngineInfo), ClientError> {
+        let reply = self
+            .inner
+            .send(
+                None,
+                Some(node),
+                &Request::NodeInfo,
+                Operation::Read,
+                Duration::ZERO,
+            )
+            .await?;
+        match reply {
+            (
+                _,
+                Response::Info {
+                    node,
+                    workers,
+                    engine,
+                },
+            ) => Ok((node, workers, *engine)),
+            (addr, other) => Err(Self::refused(other, addr)),
+        }
+    }
+
     /// Has `node` repair the token range (after, upto] across its replicas (it must be one),
-    /// sending at most `rate_bytes_per_sec` (0: unthrottled); waits up to the longest request
+    /// sending at most `rate_bytes_per_sec` (0: the most the node allows); waits up to the longest request
     /// budget ([`crate::deadline::REQUEST_BUDGET_MAX`]).
     pub async fn repair(
         &self,

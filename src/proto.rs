@@ -69,6 +69,19 @@ fn entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ScanEntry>, D::
     crate::bounded_list::deserialize(d, CHUNK_ENTRIES_MAX, "entries")
 }
 
+/// Most workers a node lists.
+pub const WORKERS_MAX: usize = 256;
+/// Most levels an engine reports.
+pub const LEVELS_MAX: usize = 64;
+
+fn workers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<WorkerInfo>, D::Error> {
+    crate::bounded_list::deserialize(d, WORKERS_MAX, "workers")
+}
+
+fn levels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    crate::bounded_list::deserialize(d, LEVELS_MAX, "levels")
+}
+
 /// How many replicas must answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Consistency {
@@ -155,6 +168,67 @@ pub struct Member {
     pub siblings_format_max: u8,
 }
 
+/// What a background worker is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerState {
+    /// Waiting for its next round.
+    Idle,
+    /// At work.
+    Busy,
+    /// Stopped by an error.
+    Failed,
+    /// A state this build does not know (sent by a newer release).
+    #[serde(other)]
+    Other,
+}
+
+impl std::fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            WorkerState::Idle => "idle",
+            WorkerState::Busy => "busy",
+            WorkerState::Failed => "failed",
+            WorkerState::Other => "other",
+        })
+    }
+}
+
+/// A node's background worker, as it reports itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub state: WorkerState,
+    /// What it is at, or how its last round went.
+    #[serde(default)]
+    pub progress: String,
+    /// Items done since the node started (rounds, hints, ranges, tombstones: the worker's own).
+    #[serde(default)]
+    pub done: u64,
+    #[serde(default)]
+    pub errors: u64,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// A node's storage engine, in figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineInfo {
+    pub last_seq: u64,
+    pub memtable_bytes: u64,
+    pub wal_segments: u64,
+    #[serde(deserialize_with = "levels")]
+    pub tables_per_level: Vec<u64>,
+    #[serde(deserialize_with = "levels")]
+    pub bytes_per_level: Vec<u64>,
+    pub cache_bytes: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub flushes: u64,
+    pub compactions: u64,
+    pub wal_syncs: u64,
+}
+
 /// A member as one node sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberView {
@@ -223,6 +297,8 @@ pub enum Request {
         upto: u128,
         since_ms: u64,
     },
+    /// The receiving node's background workers and engine figures (`kvctl workers`).
+    NodeInfo,
     /// Repair the token range (after, upto] across its replicas, coordinated by the receiving
     /// node (one of them), sending at most `rate_bytes_per_sec` (0: unthrottled).
     Repair {
@@ -308,6 +384,15 @@ pub enum Response {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         clock_ms: Option<u64>,
     },
+    /// A node's workers and engine figures.
+    Info {
+        node: String,
+        #[serde(deserialize_with = "workers")]
+        workers: Vec<WorkerInfo>,
+        /// Boxed: the other responses are far smaller.
+        #[serde(default)]
+        engine: Box<EngineInfo>,
+    },
     /// A range repaired: whether it was in sync already, and what it took.
     Repaired {
         in_sync_before: bool,
@@ -358,7 +443,8 @@ impl Message for Request {
             Request::ReplicaScan { .. }
             | Request::MerkleTree { .. }
             | Request::Repair { .. }
-            | Request::RangeSynced { .. } => 2,
+            | Request::RangeSynced { .. }
+            | Request::NodeInfo => 2,
             _ => 1,
         }
     }
@@ -370,6 +456,7 @@ impl Message for Response {
             Response::Chunk { .. }
             | Response::Tree { .. }
             | Response::Repaired { .. }
+            | Response::Info { .. }
             | Response::Error {
                 kind:
                     ErrorKind::Unsupported
@@ -562,6 +649,7 @@ const REQUEST_NAMES: &[&str] = &[
     "MerkleTree",
     "Repair",
     "RangeSynced",
+    "NodeInfo",
 ];
 
 fn decode_envelope<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Envelope<T>, ProtoError> {

@@ -51,6 +51,8 @@ pub enum Command {
     Shell(ShellArgs),
     /// Compare every token range's replicas (Merkle trees) and merge what differs into each.
     Repair(RepairArgs),
+    /// Each node's background workers (state, progress, errors) and its engine's figures.
+    Workers(WorkersArgs),
     /// Run a YCSB-style workload against the cluster and report throughput and latency.
     Bench(BenchArgs),
     /// Create a cluster CA and node or client certificates for clusters on several machines.
@@ -251,6 +253,15 @@ fn parse_token_range(s: &str) -> Result<(u128, u128), String> {
         .split_once(':')
         .ok_or_else(|| format!("{s:?} is not a range: write AFTER:UPTO"))?;
     Ok((parse_token(after)?, parse_token(upto)?))
+}
+
+#[derive(Debug, Args)]
+pub struct WorkersArgs {
+    /// Only this node (its id, e.g. node-2).
+    #[arg(long, value_name = "ID")]
+    pub node: Option<String>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ mod output;
 mod process;
 mod repair;
 mod ring;
+mod workers;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -104,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Repair(args) => runtime()?.block_on(repair::run(&home()?, args))?,
+        Command::Workers(args) => runtime()?.block_on(workers::run(&home()?, args))?,
         Command::Bench(args) if args.workload == Workload::Fsync => {
             let dir = match &args.dir {
                 Some(dir) => dir.clone(),

@@ -28,6 +28,7 @@ pub fn needs(request: &Request) -> (Needs, &'static str) {
         Request::Put { .. } => (Needs::Role(Role::App), "put"),
         Request::Status => (Needs::Role(Role::App), "status"),
         Request::Repair { .. } => (Needs::Role(Role::Admin), "repair"),
+        Request::NodeInfo => (Needs::Role(Role::Admin), "node info (workers)"),
         Request::ReplicaRead { .. } => (Needs::Node, "replica read"),
         Request::ReplicaWrite { .. } => (Needs::Node, "replica write"),
         Request::Gossip { .. } => (Needs::Node, "gossip"),

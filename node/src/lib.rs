@@ -21,6 +21,8 @@
 //! - [`pacer`]: pacing the replica writer's fsyncs (a token bucket, without I/O).
 //! - [`quorum`]: counting replica replies toward a consistency level.
 //! - [`replica`]: a key's siblings stored in the engine, merged on every write.
+//! - [`tombstones`]: when a delete's tombstone may be removed (I/O-free).
+//! - [`worker`]: the node's named background workers and what they report.
 
 pub mod access;
 pub mod admission;
@@ -39,5 +41,7 @@ pub mod quorum;
 pub mod repair;
 pub mod replica;
 pub mod server;
+pub mod tombstones;
+pub mod worker;
 
 pub use server::{Node, NodeConfig, NodeError};

@@ -41,6 +41,8 @@ use crate::pacer::{SyncPacer, SYNC_BURST};
 use crate::placement::{Placement, Replicas};
 use crate::repair::{Entries, RangeRepair, RepairAction, RepairOutcome, TreeReply};
 use crate::replica::{Prepared, Replica, ReplicaError, INCOMING_SIBLINGS_MAX};
+use crate::tombstones::TombstonePolicy;
+use crate::worker::Workers;
 
 /// How long a read repair waits for a replica to take the versions (no client waits for it).
 const REPAIR_TIMEOUT: Duration = REQUEST_TIMEOUT;
@@ -165,6 +167,8 @@ pub struct Node {
     bulk: Arc<tokio::sync::Semaphore>,
     /// Repairs this node coordinates ([`REPAIRS_MAX`]).
     repairs: tokio::sync::Semaphore,
+    /// The background workers, by name (`kvctl workers`).
+    workers: Workers,
     /// Hints this node holds for others.
     hints: Arc<Hints>,
     /// Hints held because their target refused them as bad requests, by target (see
@@ -562,6 +566,7 @@ impl Node {
             reads: tokio::sync::Semaphore::new(admission::ENGINE_READS_MAX),
             bulk: Arc::new(tokio::sync::Semaphore::new(admission::BULK_TRANSFERS_MAX)),
             repairs: tokio::sync::Semaphore::new(REPAIRS_MAX),
+            workers: Workers::default(),
             crash_before_put_reply: std::env::var_os(CRASH_BEFORE_PUT_REPLY_ENV).map(Into::into),
             config,
         });
@@ -637,9 +642,12 @@ impl Node {
     }
 
     async fn gossip_loop(self: Arc<Self>) {
+        let worker = self.workers.register("gossip");
         let mut interval = tokio::time::interval(GOSSIP_INTERVAL);
         loop {
+            worker.idle(format!("a round every {} ms", GOSSIP_INTERVAL.as_millis()));
             interval.tick().await;
+            worker.done(1);
             let round = {
                 let mut membership = self.membership.lock();
                 membership.set_siblings_trimmed(self.replica.trims().total());
@@ -650,17 +658,21 @@ impl Node {
             let Some((target, members)) = round else {
                 continue;
             };
-            let node = self.clone();
+            let (node, worker) = (self.clone(), worker.clone());
             tokio::spawn(async move {
-                if let Ok(Response::Members { members: views, .. }) = node
+                match node
                     .transport
                     .request(target, &Request::Gossip { members })
                     .await
                 {
-                    // The reply speaks for the node whose certificate answered.
-                    let responder = node.transport.peer_of(target);
-                    let responder = responder.as_ref().and_then(|p| p.node_id());
-                    node.take_gossip(views.into_iter().map(|v| v.member), responder);
+                    Ok(Response::Members { members: views, .. }) => {
+                        // The reply speaks for the node whose certificate answered.
+                        let responder = node.transport.peer_of(target);
+                        let responder = responder.as_ref().and_then(|p| p.node_id());
+                        node.take_gossip(views.into_iter().map(|v| v.member), responder);
+                    }
+                    Ok(other) => worker.error(format!("{target} answered {other:?}"), false),
+                    Err(e) => worker.error(e, false),
                 }
             });
         }
@@ -756,6 +768,7 @@ impl Node {
                     replication: self.placement.replication() as u32,
                 }
             }
+            Request::NodeInfo => self.info(),
             Request::ReplicaScan { after, upto } => return self.replica_scan(after, upto, &budget),
             Request::MerkleTree {
                 after,
@@ -777,8 +790,14 @@ impl Node {
                     )
                     .into();
                 };
-                self.repair_range(after, upto, repair_rate(rate_bytes_per_sec))
-                    .await
+                let name = format!("repair ({after}, {upto}]");
+                let worker = self.workers.register(&name);
+                worker.busy("comparing and merging the replicas");
+                let repaired = self
+                    .repair_range(after, upto, repair_rate(rate_bytes_per_sec))
+                    .await;
+                self.workers.remove(&name);
+                repaired
             }
             Request::RangeSynced {
                 after,
@@ -793,6 +812,28 @@ impl Node {
             },
         };
         response.into()
+    }
+
+    /// This node's workers and engine figures.
+    fn info(&self) -> Response {
+        let stats = kvctl::engine::Store::stats(self.replica.engine().as_ref());
+        Response::Info {
+            node: self.config.id.clone(),
+            workers: self.workers.list(),
+            engine: Box::new(proto::EngineInfo {
+                last_seq: stats.last_seq,
+                memtable_bytes: stats.memtable_bytes,
+                wal_segments: stats.wal_segments,
+                tables_per_level: stats.tables_per_level,
+                bytes_per_level: stats.bytes_per_level,
+                cache_bytes: stats.cache_bytes,
+                cache_hits: stats.cache_hits,
+                cache_misses: stats.cache_misses,
+                flushes: stats.flushes,
+                compactions: stats.compactions,
+                wal_syncs: stats.wal_syncs,
+            }),
+        }
     }
 
     fn check_key(&self, key: &[u8]) -> Result<(), Response> {
@@ -1254,25 +1295,24 @@ impl Node {
         Ok(())
     }
 
-    /// Tombstone removal: every half grace period (1 s to 10 min), deletes the keys whose
-    /// versions are all tombstones older than the grace period *and* than the last repair
-    /// that brought their range in sync (less a margin for clocks: the grace, at most a
-    /// minute). Before that repair, a replica that missed the delete could bring the value
-    /// back; after it, every replica has the tombstone or has purged it.
+    /// Tombstone removal, as the [`TombstonePolicy`] says: every sweep interval, removes the
+    /// keys of the repaired ranges whose versions are all tombstones past the cutoff. Before
+    /// that repair, a replica that missed the delete could bring the value back; after it,
+    /// every replica has the tombstone or has purged it.
     async fn tombstone_loop(self: Arc<Self>) {
-        let grace = self.config.tombstone_grace;
-        let every = (grace / 2).clamp(Duration::from_secs(1), Duration::from_secs(600));
-        let margin = grace.min(Duration::from_secs(60)).as_millis() as u64;
+        let policy = TombstonePolicy::new(self.config.tombstone_grace);
+        let worker = self.workers.register("tombstone-sweep");
+        worker.idle("no sweep yet");
         loop {
-            tokio::time::sleep(every).await;
+            tokio::time::sleep(policy.sweep_interval()).await;
             let now = wall_ms();
             let ranges: Vec<((u128, u128), u64)> =
                 self.synced.lock().iter().map(|(r, s)| (*r, *s)).collect();
             let mut purged = 0;
-            for ((after, upto), since) in ranges {
-                let cutoff = now
-                    .saturating_sub(grace.as_millis() as u64)
-                    .min(since.saturating_sub(margin));
+            let count = ranges.len();
+            for (i, ((after, upto), since)) in ranges.into_iter().enumerate() {
+                worker.busy(format!("repaired range {} of {count}", i + 1));
+                let cutoff = policy.cutoff_ms(now, since);
                 let replica = self.replica.clone();
                 let old = tokio::task::spawn_blocking(move || {
                     let mut old = Vec::new();
@@ -1280,8 +1320,7 @@ impl Node {
                         let Ok(siblings) = Siblings::decode(&bytes) else {
                             continue;
                         };
-                        let newest = siblings.versions.iter().map(|v| v.timestamp_ms).max();
-                        if siblings.is_deleted() && newest.is_some_and(|t| t < cutoff) {
+                        if policy.removable(&siblings, cutoff) {
                             old.push((key, bytes));
                         }
                     }
@@ -1295,6 +1334,10 @@ impl Node {
                     }
                 }
             }
+            worker.done(purged);
+            worker.idle(format!(
+                "last sweep: {purged} tombstone(s) removed in {count} repaired range(s)"
+            ));
             if purged > 0 {
                 eprintln!("removed {purged} tombstone(s) past the grace period in repaired ranges");
             }
@@ -1305,9 +1348,12 @@ impl Node {
     /// first replica of, one at a time, at [`AAE_BYTES_PER_SEC`].
     async fn anti_entropy_loop(self: Arc<Self>) {
         let every = self.config.aae_interval;
+        let worker = self.workers.register("anti-entropy");
         if every.is_zero() {
+            worker.idle("off (--aae-interval 0s)");
             return;
         }
+        worker.idle("no round yet");
         loop {
             tokio::time::sleep(every).await;
             let ranges: Vec<(u128, u128)> = {
@@ -1318,7 +1364,8 @@ impl Node {
                     .collect()
             };
             let (mut repaired, mut sent, mut failed) = (0, 0, Vec::new());
-            for (after, upto) in &ranges {
+            for (i, (after, upto)) in ranges.iter().enumerate() {
+                worker.busy(format!("range {} of {}", i + 1, ranges.len()));
                 let Ok(_running) = self.repairs.acquire().await else {
                     return;
                 };
@@ -1331,10 +1378,19 @@ impl Node {
                         repaired += u64::from(!in_sync_before);
                         sent += keys_sent;
                     }
-                    Response::Error { message, .. } => failed.push(message),
+                    Response::Error { message, .. } => {
+                        worker.error(&message, false);
+                        failed.push(message)
+                    }
                     _ => {}
                 }
+                worker.done(1);
             }
+            worker.idle(format!(
+                "last round: {} ranges, {repaired} repaired, {} not in sync",
+                ranges.len(),
+                failed.len()
+            ));
             if repaired > 0 || !failed.is_empty() {
                 eprintln!(
                     "anti-entropy: {} ranges compared, {repaired} repaired ({sent} keys sent), \
@@ -1355,9 +1411,13 @@ impl Node {
     async fn handoff_loop(self: Arc<Self>) {
         let mut interval = tokio::time::interval(HANDOFF_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let worker = self.workers.register("hint-replay");
         loop {
+            let pending = self.hints.pending_total();
+            worker.idle(format!("{pending} hint(s) held"));
             interval.tick().await;
             for target in self.hints.pending().into_keys() {
+                worker.busy(format!("hints for {target}"));
                 let addr = {
                     let membership = self.membership.lock();
                     membership
@@ -1367,16 +1427,21 @@ impl Node {
                 };
                 let outcome = self.replay_hints(&target, addr).await;
                 match outcome {
-                    Ok(stats) if stats.delivered + stats.expired > 0 => eprintln!(
-                        "hints for {target}: {} delivered ({} bytes), {} expired (older than \
-                         the hint window)",
-                        stats.delivered, stats.delivered_bytes, stats.expired
-                    ),
+                    Ok(stats) if stats.delivered + stats.expired > 0 => {
+                        worker.done(stats.delivered);
+                        eprintln!(
+                            "hints for {target}: {} delivered ({} bytes), {} expired (older \
+                             than the hint window)",
+                            stats.delivered, stats.delivered_bytes, stats.expired
+                        )
+                    }
                     Ok(_) => {}
-                    Err(e) => self
-                        .complaints
-                        .lock()
-                        .log(&format!("to stop replaying hints to {target} for now: {e}")),
+                    Err(e) => {
+                        worker.error(format!("{target}: {e}"), false);
+                        self.complaints
+                            .lock()
+                            .log(&format!("to stop replaying hints to {target} for now: {e}"))
+                    }
                 }
             }
         }
