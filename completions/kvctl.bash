@@ -1082,7 +1082,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__node__subcmd__start)
-            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --sync-rate-max --connections-max --handshakes-max --connections-per-peer-max --request-bytes-in-flight-max --connection-bytes-in-flight-max --write-queue-bytes-max --max-hint-window --hints-bytes-per-target-max --hint-replay-rate --phi-convict-threshold --aae-interval --tombstone-grace --home --help --version"
+            opts="-h -V --listen --seeds --node-id --vnodes --replication --threads --sync-rate-max --connections-max --handshakes-max --connections-per-peer-max --request-bytes-in-flight-max --connection-bytes-in-flight-max --write-queue-bytes-max --max-hint-window --hints-bytes-per-target-max --hint-replay-rate --phi-convict-threshold --aae-interval --tombstone-grace --metrics-listen --home --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1161,6 +1161,10 @@ _kvctl() {
                     return 0
                     ;;
                 --tombstone-grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics-listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -161,6 +161,9 @@ pub struct Member {
     /// the hint window.
     #[serde(default)]
     pub hints_refused: u64,
+    /// Where the node serves its Prometheus metrics, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
     /// The newest format of encoded siblings the node reads (see
     /// [`crate::version::SIBLINGS_FORMAT_WRITE_IDS`]); 0 from releases that did not say, which
     /// read format 2 only.
@@ -929,6 +932,7 @@ mod tests {
             siblings_trimmed: 0,
             hints_pending: 0,
             hints_refused: 0,
+            metrics: None,
             siblings_format_max: 3,
         };
         let gossip = |members: Vec<Member>| encode_request(&Request::Gossip { members }, None);

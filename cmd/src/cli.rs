@@ -155,6 +155,10 @@ pub struct NodeStartArgs {
     #[arg(long, value_name = "DURATION", env = "KVCTL_TOMBSTONE_GRACE", default_value = "10days",
           value_parser = humantime::parse_duration)]
     pub tombstone_grace: std::time::Duration,
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0: any free port; `status` shows
+    /// the address).
+    #[arg(long, value_name = "ADDR", env = "KVCTL_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 fn parse_phi(s: &str) -> Result<f64, String> {

@@ -132,6 +132,9 @@ fn start_node(
         // The nodes share this machine's cores.
         "--threads".into(),
         threads_per_node(cluster.nodes.len()).to_string(),
+        // Each node's metrics on a free loopback port, shown by `status`.
+        "--metrics-listen".into(),
+        "127.0.0.1:0".into(),
     ];
     if let Some(window) = up.max_hint_window {
         args.push("--max-hint-window".into());

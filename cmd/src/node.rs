@@ -261,6 +261,7 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         phi_convict_threshold: args.phi_convict_threshold,
         aae_interval: args.aae_interval,
         tombstone_grace: args.tombstone_grace,
+        metrics_listen: args.metrics_listen,
     };
     let result = Node::run(config, &identity, engine, lease, shutdown_signal()).await;
     let _ = fs::remove_file(&pid_path);

@@ -111,6 +111,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
             siblings_trimmed: 0,
             hints_pending: 0,
             hints_refused: 0,
+            metrics: None,
             siblings_format_max: 0,
         },
         // A member whose id sorts before node-1's, claiming node-1's tokens to win the ties.
@@ -125,6 +126,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
             siblings_trimmed: 0,
             hints_pending: 0,
             hints_refused: 0,
+            metrics: None,
             siblings_format_max: 0,
         },
     ]
@@ -141,6 +143,7 @@ fn bad_gossip_from_a_node_certificate_is_refused_and_logged() {
         siblings_trimmed: 0,
         hints_pending: 0,
         hints_refused: 0,
+        metrics: None,
         siblings_format_max: 0,
     }))
     .collect();

@@ -1,6 +1,7 @@
 //! `kvctl workers` lists every node's named background workers with their states and its
 //! engine's figures: gossip counts its rounds, the other loops say what they wait for, and
-//! `--node` narrows the list to one node.
+//! `--node` narrows the list to one node. Every node of `cluster up` serves Prometheus
+//! metrics at the address `status` shows, with the `kvctl_` series of the requests it served.
 
 mod common;
 
@@ -69,4 +70,69 @@ fn workers_are_listed_per_node_with_their_states() {
     let out = c.run(&["workers", "--node", "node-9"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no node node-9"));
+}
+
+/// The body of `GET /metrics` at `addr`.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: kvctl\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[test]
+fn metrics_are_served_at_the_address_status_shows() {
+    let c = Cluster::up(3, 1);
+    for i in 0..5 {
+        c.must(&["put", &format!("k{i}"), "v", "--node", &c.addr(1)]);
+        c.must(&[
+            "get",
+            &format!("k{i}"),
+            "--consistency",
+            "one",
+            "--node",
+            &c.addr(1),
+        ]);
+    }
+    let status = c.must_json(&["status", "--node", &c.addr(1)]);
+    let node1 = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "node-1")
+        .unwrap();
+    let addr = node1["metrics"].as_str().expect("a metrics address");
+    let text = scrape(addr);
+    for series in [
+        "kvctl_requests_total{operation=\"put\",consistency=\"QUORUM\"} 5",
+        "kvctl_requests_total{operation=\"get\",consistency=\"ONE\"} 5",
+        "kvctl_request_duration_seconds_bucket",
+        "kvctl_replica_reads_total",
+        "kvctl_connections ",
+        "kvctl_worker_done{worker=\"gossip\"}",
+        "kvctl_engine{figure=\"flushes\"}",
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        assert!(line.starts_with("kvctl_"), "{line}");
+    }
+    // Anything else is not found.
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
 }

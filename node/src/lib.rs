@@ -23,6 +23,7 @@
 //! - [`replica`]: a key's siblings stored in the engine, merged on every write.
 //! - [`tombstones`]: when a delete's tombstone may be removed (I/O-free).
 //! - [`worker`]: the node's named background workers and what they report.
+//! - [`metrics`]: the node's Prometheus metrics and the `/metrics` listener.
 
 pub mod access;
 pub mod admission;
@@ -34,6 +35,7 @@ pub mod keyspace;
 pub mod lease;
 pub mod membership;
 pub mod merkle;
+pub mod metrics;
 pub mod migration;
 pub mod pacer;
 pub use kvctl::placement;

@@ -454,6 +454,7 @@ mod tests {
             siblings_trimmed: 0,
             hints_pending: 0,
             hints_refused: 0,
+            metrics: None,
             siblings_format_max: 0,
         }
     }

@@ -37,6 +37,7 @@ use crate::keyspace::{parse_synced_key, synced_key, synced_range};
 use crate::lease::DotLease;
 use crate::membership::Membership;
 use crate::merkle::{self, RangeTree};
+use crate::metrics::{Metrics, Operation, Snapshot};
 use crate::pacer::{SyncPacer, SYNC_BURST};
 use crate::placement::{Placement, Replicas};
 use crate::repair::{Entries, RangeRepair, RepairAction, RepairOutcome, TreeReply};
@@ -84,6 +85,8 @@ pub struct NodeConfig {
     pub aae_interval: Duration,
     /// How long a tombstone is kept at least (and until a repair covering it completed).
     pub tombstone_grace: Duration,
+    /// Where to serve Prometheus metrics (`/metrics`), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +172,7 @@ pub struct Node {
     repairs: tokio::sync::Semaphore,
     /// The background workers, by name (`kvctl workers`).
     workers: Workers,
+    metrics: Metrics,
     /// Hints this node holds for others.
     hints: Arc<Hints>,
     /// Hints held because their target refused them as bad requests, by target (see
@@ -519,6 +523,12 @@ impl Node {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), NodeError> {
         let transport = Arc::new(Transport::server(config.listen, identity)?);
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(crate::metrics::bind(addr).await.map_err(|e| {
+                TransportError::Setup(format!("cannot serve metrics on {addr}: {e}"))
+            })?),
+            None => None,
+        };
         let me = Member {
             id: config.id.clone(),
             addr: config.listen,
@@ -530,6 +540,7 @@ impl Node {
             siblings_trimmed: 0,
             hints_pending: 0,
             hints_refused: 0,
+            metrics: metrics_listener.as_ref().map(|(_, addr)| *addr),
             siblings_format_max: SIBLINGS_FORMAT_WRITE_IDS,
         };
         let actor = lease.actor(&config.id);
@@ -567,6 +578,7 @@ impl Node {
             bulk: Arc::new(tokio::sync::Semaphore::new(admission::BULK_TRANSFERS_MAX)),
             repairs: tokio::sync::Semaphore::new(REPAIRS_MAX),
             workers: Workers::default(),
+            metrics: Metrics::new(),
             crash_before_put_reply: std::env::var_os(CRASH_BEFORE_PUT_REPLY_ENV).map(Into::into),
             config,
         });
@@ -574,6 +586,13 @@ impl Node {
         let handoff = tokio::spawn(node.clone().handoff_loop());
         let aae = tokio::spawn(node.clone().anti_entropy_loop());
         let sweeper = tokio::spawn(node.clone().tombstone_loop());
+        let metrics = metrics_listener.map(|(listener, _)| {
+            let n = node.clone();
+            tokio::spawn(crate::metrics::serve(
+                listener,
+                Arc::new(move || n.scrape()),
+            ))
+        });
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -633,6 +652,9 @@ impl Node {
         handoff.abort();
         aae.abort();
         sweeper.abort();
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
         transport.close().await;
         // Joining the writer waits for its last round: not on a runtime thread.
         let replica = node.replica.clone();
@@ -720,10 +742,17 @@ impl Node {
         if let Err(refusal) = access::check(&request, peer) {
             return refusal.into();
         }
+        let started = Instant::now();
         let response = match request {
             Request::Get { key, consistency } => {
-                self.get(key.into_vec(), consistency, budget, deadline)
-                    .await
+                let response = self
+                    .clone()
+                    .get(key.into_vec(), consistency, budget, deadline)
+                    .await;
+                let failed = matches!(response, Response::Error { .. });
+                self.metrics
+                    .request(Operation::Get, consistency, started.elapsed(), failed);
+                response
             }
             Request::Put {
                 key,
@@ -734,6 +763,11 @@ impl Node {
                 forwarded,
                 write_id,
             } => {
+                let op = if value.is_some() {
+                    Operation::Put
+                } else {
+                    Operation::Delete
+                };
                 let put = Put {
                     key: key.into_vec(),
                     value: value.map(ByteBuf::into_vec),
@@ -743,10 +777,20 @@ impl Node {
                     forwarded,
                     write_id,
                 };
-                self.put(put, budget, deadline).await
+                let response = self.clone().put(put, budget, deadline).await;
+                if !forwarded {
+                    let failed = matches!(response, Response::Error { .. });
+                    self.metrics
+                        .request(op, consistency, started.elapsed(), failed);
+                }
+                response
             }
-            Request::ReplicaRead { key } => self.replica_read(key.into_vec(), budget).await,
+            Request::ReplicaRead { key } => {
+                self.metrics.replica_reads.inc();
+                self.replica_read(key.into_vec(), budget).await
+            }
             Request::ReplicaWrite { key, siblings } => {
+                self.metrics.replica_writes.inc();
                 self.replica_write(key.into_vec(), siblings.into_vec(), deadline)
                     .await
             }
@@ -812,6 +856,18 @@ impl Node {
             },
         };
         response.into()
+    }
+
+    /// The node's metrics as a scrape sees them now.
+    fn scrape(&self) -> String {
+        self.metrics.render(Snapshot {
+            hints_held: self.hints.pending_total(),
+            hints_refused: self.hints_refused.lock().values().sum(),
+            connections: self.connections.count(),
+            bytes_in_flight: self.budget.held_bytes(),
+            workers: self.workers.list(),
+            engine: kvctl::engine::Store::stats(self.replica.engine().as_ref()),
+        })
     }
 
     /// This node's workers and engine figures.
@@ -1429,6 +1485,7 @@ impl Node {
                 match outcome {
                     Ok(stats) if stats.delivered + stats.expired > 0 => {
                         worker.done(stats.delivered);
+                        self.metrics.hints_delivered.inc_by(stats.delivered);
                         eprintln!(
                             "hints for {target}: {} delivered ({} bytes), {} expired (older \
                              than the hint window)",
@@ -1812,13 +1869,16 @@ impl Node {
             }
         }
         match outcome {
-            RepairOutcome::InSync(stats) | RepairOutcome::Repaired(stats) => Response::Repaired {
-                in_sync_before: stats.leaves_differing == 0,
-                keys: stats.keys,
-                leaves_differing: stats.leaves_differing,
-                keys_sent: stats.keys_sent,
-                bytes_sent: stats.bytes_sent,
-            },
+            RepairOutcome::InSync(stats) | RepairOutcome::Repaired(stats) => {
+                self.metrics.repair_bytes.inc_by(stats.bytes_sent);
+                Response::Repaired {
+                    in_sync_before: stats.leaves_differing == 0,
+                    keys: stats.keys,
+                    leaves_differing: stats.leaves_differing,
+                    keys_sent: stats.keys_sent,
+                    bytes_sent: stats.bytes_sent,
+                }
+            }
             RepairOutcome::Failed(why, _) => error(
                 ErrorKind::Unavailable,
                 format!("the range ({after}, {upto}] is not in sync: {why}"),

@@ -169,6 +169,7 @@ impl StatusView {
                     "phi": (m.phi * 100.0).round() / 100.0,
                     "hints_pending": m.member.hints_pending,
                     "hints_refused": m.member.hints_refused,
+                    "metrics": m.member.metrics.map(|a| a.to_string()),
                     "siblings_trimmed": m.member.siblings_trimmed,
                 })
             })
