@@ -1,7 +1,8 @@
 //! kvctl's shared library.
 //!
 //! # Layout
-//! - [`engine`]: the storage engine every node keeps its data in: an LSM tree (WAL, memtable,
+//! - [`engine`] (the `engine` feature, on by default; the client SDK builds without it): the
+//!   storage engine every node keeps its data in: an LSM tree (WAL, memtable,
 //!   SSTables with bloom filters, block cache, compaction) whose manifest and block index live
 //!   in LMDB.
 //! - [`ring`]: the consistent-hash ring; [`placement`]: a key's primaries and fallbacks (used by
@@ -23,6 +24,7 @@ pub mod client;
 pub mod context;
 pub mod deadline;
 pub mod durable_file;
+#[cfg(feature = "engine")]
 pub mod engine;
 pub mod home;
 pub mod placement;
