@@ -44,7 +44,14 @@ fn workers_are_listed_per_node_with_their_states() {
     assert_eq!(ids, ["node-1", "node-2", "node-3"], "{report}");
     for node in nodes {
         let workers = node["workers"].as_array().unwrap();
-        for name in ["gossip", "hint-replay", "anti-entropy", "tombstone-sweep"] {
+        for name in [
+            "gossip",
+            "hint-replay",
+            "anti-entropy",
+            "tombstone-sweep",
+            "engine-flush",
+            "engine-compaction",
+        ] {
             let w = workers
                 .iter()
                 .find(|w| w["name"] == name)

@@ -860,14 +860,49 @@ impl Node {
 
     /// The node's metrics as a scrape sees them now.
     fn scrape(&self) -> String {
+        let engine = kvctl::engine::Store::stats(self.replica.engine().as_ref());
         self.metrics.render(Snapshot {
             hints_held: self.hints.pending_total(),
             hints_refused: self.hints_refused.lock().values().sum(),
             connections: self.connections.count(),
             bytes_in_flight: self.budget.held_bytes(),
-            workers: self.workers.list(),
-            engine: kvctl::engine::Store::stats(self.replica.engine().as_ref()),
+            workers: self.worker_list(&engine),
+            engine,
         })
+    }
+
+    /// The node's workers, with the engine's background threads as the engine reports them
+    /// (flushes: busy while a rotated memtable waits; compactions: how many so far).
+    fn worker_list(&self, engine: &kvctl::engine::Stats) -> Vec<proto::WorkerInfo> {
+        let mut workers = self.workers.list();
+        let state = |busy| {
+            if busy {
+                proto::WorkerState::Busy
+            } else {
+                proto::WorkerState::Idle
+            }
+        };
+        workers.push(proto::WorkerInfo {
+            name: "engine-flush".into(),
+            state: state(engine.immutable_memtables > 0),
+            progress: format!(
+                "{} rotated memtable(s) waiting, {} KiB in the memtable",
+                engine.immutable_memtables,
+                engine.memtable_bytes >> 10
+            ),
+            done: engine.flushes,
+            errors: 0,
+            last_error: None,
+        });
+        workers.push(proto::WorkerInfo {
+            name: "engine-compaction".into(),
+            state: proto::WorkerState::Idle,
+            progress: format!("tables per level {:?}", engine.tables_per_level),
+            done: engine.compactions,
+            errors: 0,
+            last_error: None,
+        });
+        workers
     }
 
     /// This node's workers and engine figures.
@@ -875,7 +910,7 @@ impl Node {
         let stats = kvctl::engine::Store::stats(self.replica.engine().as_ref());
         Response::Info {
             node: self.config.id.clone(),
-            workers: self.workers.list(),
+            workers: self.worker_list(&stats),
             engine: Box::new(proto::EngineInfo {
                 last_seq: stats.last_seq,
                 memtable_bytes: stats.memtable_bytes,
