@@ -621,12 +621,21 @@ async fn read_frame(recv: &mut quinn::RecvStream, first: bool) -> Result<Vec<u8>
             "a chunk of {len} bytes is over the limit of {MESSAGE_BYTES_MAX} bytes"
         ));
     }
-    let mut frame = vec![0; len];
-    recv.read_exact(&mut frame)
-        .await
-        .map_err(|e| format!("a chunk was cut short: {e}"))?;
+    // Grown as the bytes arrive, not reserved at the declared length: a peer that declares a
+    // large frame and sends little holds little here.
+    let mut frame = Vec::new();
+    while frame.len() < len {
+        let start = frame.len();
+        frame.resize(start + (len - start).min(FRAME_PIECE_BYTES), 0);
+        recv.read_exact(&mut frame[start..])
+            .await
+            .map_err(|e| format!("a chunk was cut short: {e}"))?;
+    }
     Ok(frame)
 }
+
+/// How much of a frame is read at a time.
+const FRAME_PIECE_BYTES: usize = 64 << 10;
 
 /// Shares one transport among tasks.
 pub type SharedTransport = Arc<Transport>;
