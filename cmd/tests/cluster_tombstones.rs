@@ -33,6 +33,25 @@ fn stored(
     }
 }
 
+/// Waits until node `seen_by` shows node 3 down, then for longer than the 1 s hint window, so
+/// that node 3 gets no hints.
+fn down_past_the_hint_window(c: &Cluster, seen_by: usize) {
+    let start = Instant::now();
+    while c.must_json(&["status", "--node", &c.addr(seen_by)])["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["id"] == "node-3" && n["state"] != "down")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "node-3 not shown down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
 #[test]
 fn tombstones_go_only_after_grace_and_repair() {
     let c = Cluster::up_with_env(
@@ -52,20 +71,7 @@ fn tombstones_go_only_after_grace_and_repair() {
     // node 3 misses b's delete (down past the hint window: no hint).
     c.sigkill(3);
     // Shown down, then down for longer than the hint window.
-    let start = Instant::now();
-    while c.must_json(&["status", "--node", &c.addr(1)])["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|n| n["id"] == "node-3" && n["state"] != "down")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "node-3 not shown down"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(1500));
+    down_past_the_hint_window(&c, 1);
     c.must(&["delete", "b", "--node", &c.addr(1)]);
     std::thread::sleep(Duration::from_secs(3));
     // Past the grace period, but no repair yet: every tombstone stays.
@@ -161,20 +167,7 @@ fn a_repairer_whose_clock_is_ahead_does_not_let_a_tombstone_go_early() {
     c.must(&["repair", "--node", "node-1"]);
     // Node 3 misses the delete: down past the hint window.
     c.sigkill(3);
-    let start = Instant::now();
-    while c.must_json(&["status", "--node", &c.addr(2)])["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|n| n["id"] == "node-3" && n["state"] != "down")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "node-3 not shown down"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_millis(1500));
+    down_past_the_hint_window(&c, 2);
     c.must(&["delete", "k", "--node", &c.addr(2)]);
     // Past the grace period and several sweeps: the tombstone stays, no repair covered it.
     std::thread::sleep(Duration::from_secs(4));

@@ -29,28 +29,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A node certificate of the cluster's CA for `id`, as an identity.
-fn node_identity(c: &Cluster, id: &str) -> Identity {
-    let dir = tempfile::tempdir().unwrap();
-    let out = common::kvctl()
-        .args(["cert", "node", "--ca-dir"])
-        .arg(c.home().join("certs"))
-        .args(["--id", id, "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Identity::new(
-        &kvctl::certs::read(dir.path(), "node").unwrap(),
-        &kvctl::certs::read_cert(dir.path(), "ca").unwrap(),
-    )
-    .unwrap()
-}
-
 /// The members node `addr` knows.
 fn members(rt: &tokio::runtime::Runtime, t: &Transport, addr: SocketAddr) -> Vec<Member> {
     match rt.block_on(t.request(addr, &Request::Status)).unwrap() {
@@ -203,7 +181,7 @@ fn a_node_answering_at_another_nodes_address_is_not_taken_for_it() {
     c.must(&["put", "before", "v", "--consistency", "all"]);
     let node3: SocketAddr = c.addr(3).parse().unwrap();
     c.sigkill(3);
-    let impostor = node_identity(&c, "impostor");
+    let impostor = c.node_identity("impostor");
     let (_server, seen) = stand_in(&rt, node3, &impostor, Arc::new(|_| Response::Ack));
     // Node 3 still looks up (its silence is young): node 1 dials its address for each write.
     let mut said = Vec::new();
@@ -239,7 +217,7 @@ fn hints_a_node_refuses_as_bad_requests_are_kept_until_it_takes_them() {
     let rt = runtime();
     let node1: SocketAddr = c.addr(1).parse().unwrap();
     let node3: SocketAddr = c.addr(3).parse().unwrap();
-    let fake3 = node_identity(&c, "node-3");
+    let fake3 = c.node_identity("node-3");
     let client = c.client_transport(&rt);
     let me3 = members(&rt, &client, node1)
         .into_iter()

@@ -138,13 +138,8 @@ pub struct Trims {
 const TRIM_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Trims {
-    /// Trims `siblings` of `key` to the limits, counting and logging what it drops.
-    pub fn trim(&self, key: &[u8], siblings: &mut Siblings) {
-        let dropped = siblings.trim(SIBLINGS_MAX, STORED_VERSIONS_BYTES_MAX);
-        self.record(key, dropped);
-    }
-
-    /// Counts and logs `dropped` versions of `key` trimmed elsewhere (by a coordinator).
+    /// Counts and logs `dropped` versions of `key` trimmed (by a merge here, or by a get this
+    /// node coordinated).
     pub fn record(&self, key: &[u8], dropped: usize) {
         let dropped = dropped as u64;
         if dropped == 0 {

@@ -2222,11 +2222,8 @@ impl Node {
             }
             Err(e) => return error(ErrorKind::Invalid, e),
         };
-        // No node sends more than SIBLINGS_MAX versions (replicas trim to it), nor versions
-        // outside the bounds of what nodes make: the merge refuses them, before merging.
-        if let Err(e) = incoming.check_sent(INCOMING_SIBLINGS_MAX) {
-            return error(ErrorKind::Invalid, e);
-        }
+        // Versions no node makes (over INCOMING_SIBLINGS_MAX, outside the bounds of
+        // `Siblings::check_sent`) are refused by the merge first thing, before merging.
         // Past the sender's deadline the sender has stopped waiting: refused unwritten. Once
         // taken, the write is not raced against a timer: the writer's queue holds it until its
         // round is durable whether or not anyone waits (its room in the queue bounds what a

@@ -63,6 +63,14 @@ impl Cluster {
 
     /// A transport with a node certificate of the cluster's CA for the node id `id`.
     pub fn peer(&self, rt: &tokio::runtime::Runtime, id: &str) -> kvctl::transport::Transport {
+        let identity = self.node_identity(id);
+        let _runtime = rt.enter();
+        kvctl::transport::Transport::client(&identity).unwrap()
+    }
+
+    /// A node certificate of the cluster's CA for the node id `id` (made with `kvctl cert
+    /// node`), as an identity.
+    pub fn node_identity(&self, id: &str) -> kvctl::tls::Identity {
         let dir = tempfile::tempdir().unwrap();
         let out = kvctl()
             .args(["cert", "node", "--ca-dir"])
@@ -76,13 +84,11 @@ impl Cluster {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let identity = kvctl::tls::Identity::new(
+        kvctl::tls::Identity::new(
             &kvctl::certs::read(dir.path(), "node").unwrap(),
             &kvctl::certs::read_cert(dir.path(), "ca").unwrap(),
         )
-        .unwrap();
-        let _runtime = rt.enter();
-        kvctl::transport::Transport::client(&identity).unwrap()
+        .unwrap()
     }
 
     /// A transport with the cluster's client certificate.
