@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use heed::types::Bytes;
-use kvctl::engine::{Engine, Options, Store, WriteBatch};
+use kvctl::storage::engine::{Engine, Options, Store, WriteBatch};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 

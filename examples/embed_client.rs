@@ -12,9 +12,9 @@
 
 use std::time::Duration;
 
+use kvctl::client::home;
 use kvctl::client::Client;
-use kvctl::home;
-use kvctl::proto::Consistency;
+use kvctl::wire::proto::Consistency;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
+use kvctl::client::home;
 use kvctl::client::{Client, ClientError, GetResult};
-use kvctl::home;
-use kvctl::proto::Consistency;
+use kvctl::wire::proto::Consistency;
 
 const KEY: &[u8] = b"example:counter";
 const TASKS: u64 = 4;

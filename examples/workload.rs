@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kvctl::client::home;
 use kvctl::client::Client;
-use kvctl::home;
-use kvctl::proto::Consistency;
+use kvctl::wire::proto::Consistency;
 
 const KEYS: u64 = 300;
 const TASKS: u64 = 8;

@@ -2,7 +2,7 @@
 //! and bloom filters, and says when a read would need the disk instead of reading it (the node
 //! then reads off its async runtime's threads). Its answers are `get`'s.
 
-use kvctl::engine::{Engine, Options, Store, SyncMode};
+use kvctl::storage::engine::{Engine, Options, Store, SyncMode};
 
 fn options() -> Options {
     Options {

@@ -5,7 +5,7 @@ use std::fs;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
-use kvctl::engine::{Engine, EngineError, Options, Store, SyncMode};
+use kvctl::storage::engine::{Engine, EngineError, Options, Store, SyncMode};
 
 fn options() -> Options {
     Options {

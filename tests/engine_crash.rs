@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use kvctl::engine::{Engine, Options, Store, SyncMode, WriteBatch};
+use kvctl::storage::engine::{Engine, Options, Store, SyncMode, WriteBatch};
 use rand::{Rng, SeedableRng};
 
 const CHILD_DIR_ENV: &str = "KVCTL_CRASH_CHILD_DIR";

@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use kvctl::engine::faultfs::FaultFs;
-use kvctl::engine::{Engine, EngineError, Options, Store, SyncMode};
+use kvctl::storage::engine::faultfs::FaultFs;
+use kvctl::storage::engine::{Engine, EngineError, Options, Store, SyncMode};
 
 fn options(fault: &FaultFs) -> Options {
     Options {

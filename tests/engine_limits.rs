@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 
-use kvctl::engine::{Engine, EngineError, Options, Store, SyncMode, WriteBatch};
+use kvctl::storage::engine::{Engine, EngineError, Options, Store, SyncMode, WriteBatch};
 
 fn options() -> Options {
     Options {

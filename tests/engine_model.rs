@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
-use kvctl::engine::{Engine, Options, Store, SyncMode, WriteBatch};
+use kvctl::storage::engine::{Engine, Options, Store, SyncMode, WriteBatch};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

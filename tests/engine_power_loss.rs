@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
-use kvctl::engine::faultfs::FaultFs;
-use kvctl::engine::{Engine, Options, Store, SyncMode};
+use kvctl::storage::engine::faultfs::FaultFs;
+use kvctl::storage::engine::{Engine, Options, Store, SyncMode};
 
 fn options(fault: Option<FaultFs>) -> Options {
     let mut o = Options {

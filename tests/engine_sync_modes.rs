@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvctl::engine::{Engine, Options, Store, SyncMode};
+use kvctl::storage::engine::{Engine, Options, Store, SyncMode};
 
 fn must_run(sync: SyncMode) {
     let dir = tempfile::tempdir().unwrap();

@@ -3,8 +3,8 @@
 use std::fs;
 
 use anyhow::Context;
-use kvctl::certs::{self, Validity};
-use kvctl::context::{ClusterSecret, SECRET_FILE};
+use kvctl::model::context::{ClusterSecret, SECRET_FILE};
+use kvctl::wire::certs::{self, Validity};
 
 use crate::cli::CertCommand;
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use clap_complete::Shell;
-use kvctl::proto::Consistency;
-use kvctl::role::Role;
+use kvctl::wire::proto::Consistency;
+use kvctl::wire::role::Role;
 
 /// kvctl: a leaderless, Dynamo-style distributed key-value store.
 #[derive(Debug, Parser)]
@@ -405,7 +405,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "ADDR")]
     pub node: Option<SocketAddr>,
     /// Tries of one request at most, the first included (1: no retries).
-    #[arg(long, value_name = "N", default_value_t = kvctl::retry::ATTEMPTS_DEFAULT,
+    #[arg(long, value_name = "N", default_value_t = kvctl::client::retry::ATTEMPTS_DEFAULT,
           value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=10))]
     pub attempts: u32,
     #[arg(long, value_enum, default_value_t = Output::Table)]
@@ -427,7 +427,7 @@ pub struct CertOut {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Days the CA is valid for (certificates it signs stop working when it expires).
-    #[arg(long, default_value_t = kvctl::certs::CA_LIFETIME_DAYS,
+    #[arg(long, default_value_t = kvctl::wire::certs::CA_LIFETIME_DAYS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub days: u32,
 }
@@ -448,7 +448,7 @@ pub struct CertNodeArgs {
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Days the certificate is valid for.
-    #[arg(long, default_value_t = kvctl::certs::CERT_LIFETIME_DAYS,
+    #[arg(long, default_value_t = kvctl::wire::certs::CERT_LIFETIME_DAYS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub days: u32,
 }
@@ -467,7 +467,7 @@ pub struct CertClientArgs {
     #[arg(long, default_value = "admin", value_parser = role_parser())]
     pub role: Role,
     /// Days the certificate is valid for.
-    #[arg(long, default_value_t = kvctl::certs::CERT_LIFETIME_DAYS,
+    #[arg(long, default_value_t = kvctl::wire::certs::CERT_LIFETIME_DAYS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub days: u32,
 }

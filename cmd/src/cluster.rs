@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use kvctl::certs::{self, Validity};
+use kvctl::client::home::{self, ClusterFile, NodeEntry};
 use kvctl::client::Client;
-use kvctl::context::{ClusterSecret, SECRET_FILE};
-use kvctl::home::{self, ClusterFile, NodeEntry};
-use kvctl::ring::build_balanced;
-use kvctl::role::Role;
+use kvctl::model::context::{ClusterSecret, SECRET_FILE};
+use kvctl::model::ring::build_balanced;
+use kvctl::wire::certs::{self, Validity};
+use kvctl::wire::role::Role;
 use kvctl_shell::view::{self, StatusView};
 
 use crate::cli::{ClusterUpArgs, Output, StatusArgs};

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
-use kvctl::engine::{LogFs, OsLogFs};
+use kvctl::storage::engine::{LogFs, OsLogFs};
 
 use crate::cli::{BenchArgs, Output};
 use crate::output;

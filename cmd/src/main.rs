@@ -29,7 +29,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use kvctl::home;
+use kvctl::client::home;
 
 use cli::{Cli, ClusterCommand, Command, NodeCommand, Workload};
 

@@ -5,13 +5,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use kvctl::certs;
-use kvctl::context::{ClusterSecret, SECRET_FILE};
-use kvctl::engine::Limits;
-use kvctl::proto::{Request, Response};
-use kvctl::ring::{allocate_tokens, Ring};
-use kvctl::tls::Identity;
-use kvctl::transport::Transport;
+use kvctl::model::context::{ClusterSecret, SECRET_FILE};
+use kvctl::model::ring::{allocate_tokens, Ring};
+use kvctl::storage::engine::Limits;
+use kvctl::wire::certs;
+use kvctl::wire::proto::{Request, Response};
+use kvctl::wire::tls::Identity;
+use kvctl::wire::transport::Transport;
 use kvctl_node::hints::HintLimits;
 use kvctl_node::lease::DotLease;
 use kvctl_node::{admission, migration};
@@ -32,7 +32,7 @@ pub fn identity(dir: &Path) -> anyhow::Result<Identity> {
 }
 
 fn write_durably(path: &Path, text: &str) -> anyhow::Result<()> {
-    kvctl::durable_file::write(path, text.as_bytes())
+    kvctl::storage::durable_file::write(path, text.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -247,7 +247,7 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
             connections_max: args.connections_max,
             handshakes_max: args.handshakes_max,
             connections_per_peer_max: args.connections_per_peer_max,
-            budget: kvctl::budget::Limits {
+            budget: kvctl::wire::budget::Limits {
                 request_bytes_in_flight_max: args.request_bytes_in_flight_max,
                 connection_bytes_in_flight_max: args.connection_bytes_in_flight_max,
             },

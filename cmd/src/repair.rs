@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::bail;
+use kvctl::client::home;
 use kvctl::client::{Client, RangeRepaired};
-use kvctl::home;
-use kvctl::proto::ErrorKind;
-use kvctl::ring::Ring;
+use kvctl::model::ring::Ring;
+use kvctl::wire::proto::ErrorKind;
 use kvctl_node::merkle::in_range;
 use serde::{Deserialize, Serialize};
 
@@ -59,7 +59,7 @@ fn load_state(path: &Path) -> Option<State> {
 
 fn save_state(path: &Path, state: &State) -> anyhow::Result<()> {
     let text = serde_json::to_vec_pretty(state)?;
-    kvctl::durable_file::write(path, &text)?;
+    kvctl::storage::durable_file::write(path, &text)?;
     Ok(())
 }
 

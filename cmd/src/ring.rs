@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use kvctl::client::home;
 use kvctl::client::Client;
-use kvctl::home;
 use kvctl_shell::view::RingView;
 
 use crate::cli::{Output, RingArgs};

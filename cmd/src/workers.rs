@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use kvctl::client::Client;
-use kvctl::proto::{EngineInfo, ErrorKind, WorkerInfo};
+use kvctl::wire::proto::{EngineInfo, ErrorKind, WorkerInfo};
 use serde_json::json;
 
 use crate::cli::{Output, WorkersArgs};

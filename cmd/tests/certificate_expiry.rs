@@ -6,9 +6,9 @@ mod common;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::kvctl;
-use kvctl::certs::{self, Validity};
-use kvctl::home::{self, ClusterFile, NodeEntry};
-use kvctl::role::Role;
+use kvctl::client::home::{self, ClusterFile, NodeEntry};
+use kvctl::wire::certs::{self, Validity};
+use kvctl::wire::role::Role;
 
 fn expired() -> Validity {
     let day = Duration::from_secs(86_400);

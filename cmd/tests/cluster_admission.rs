@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use kvctl::certs::NODE_SERVER_NAME;
-use kvctl::proto::{self, Request, Response};
-use kvctl::ring::token_of;
+use kvctl::model::ring::token_of;
+use kvctl::wire::certs::NODE_SERVER_NAME;
+use kvctl::wire::proto::{self, Request, Response};
 
 const MIB: usize = 1 << 20;
 

@@ -12,10 +12,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use kvctl::certs::NODE_SERVER_NAME;
-use kvctl::proto::{self, ErrorKind, Member, MemberState, Request, Response};
-use kvctl::transport::Transport;
-use kvctl::version::{new_version, Siblings, VClock, SIBLINGS_MAX};
+use kvctl::model::version::{new_version, Siblings, VClock, SIBLINGS_MAX};
+use kvctl::wire::certs::NODE_SERVER_NAME;
+use kvctl::wire::proto::{self, ErrorKind, Member, MemberState, Request, Response};
+use kvctl::wire::transport::Transport;
 use serde_bytes::ByteBuf;
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use kvctl::certs::{self, NODE_SERVER_NAME};
-use kvctl::proto::{self, Consistency, Request, Response};
-use kvctl::tls::Identity;
-use kvctl::transport::Transport;
+use kvctl::wire::certs::{self, NODE_SERVER_NAME};
+use kvctl::wire::proto::{self, Consistency, Request, Response};
+use kvctl::wire::tls::Identity;
+use kvctl::wire::transport::Transport;
 use serde_bytes::ByteBuf;
 
 const MIB: usize = 1 << 20;
@@ -61,7 +61,7 @@ async fn flood(transport: Transport, addr: SocketAddr, connections: usize, seen:
                 continue;
             }
         };
-        for _ in 0..kvctl::transport::STREAMS_PER_CONNECTION_MAX {
+        for _ in 0..kvctl::wire::transport::STREAMS_PER_CONNECTION_MAX {
             let (conn, seen, stop) = (conn.clone(), seen.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {

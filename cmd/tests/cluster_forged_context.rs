@@ -7,8 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::Cluster;
-use kvctl::context::{hex_encode, CONTEXT_FORMAT};
-use kvctl::version::{ClockEntry, COUNTER_MAX};
+use kvctl::model::context::{hex_encode, CONTEXT_FORMAT};
+use kvctl::model::version::{ClockEntry, COUNTER_MAX};
 
 /// `{"node-2": {counter: 2^62 - 1}}` as CBOR: the clock of the attack, written by hand.
 fn forged_clock() -> Vec<u8> {

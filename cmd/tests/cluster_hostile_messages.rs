@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Cluster;
-use kvctl::proto::{ErrorKind, Response};
+use kvctl::wire::proto::{ErrorKind, Response};
 
 const MIB: u64 = 1 << 20;
 /// Elements of the array each message carries.
@@ -40,7 +40,7 @@ fn cluster_hostile_message_costs_no_more_than_its_size() {
     c.must(&["put", "steady", "v", "--consistency", "all"]);
     let addr: SocketAddr = c.addr(1).parse().unwrap();
     let message = zeros_message();
-    assert!(message.len() < kvctl::proto::MESSAGE_BYTES_MAX);
+    assert!(message.len() < kvctl::wire::proto::MESSAGE_BYTES_MAX);
     let before = c.peak_memory(1);
 
     let done = AtomicBool::new(false);

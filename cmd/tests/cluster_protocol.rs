@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use ciborium::Value;
 use common::Cluster;
-use kvctl::proto::{ErrorKind, Request, Response};
-use kvctl::ring::token_of;
-use kvctl::transport::{Transport, CHUNK_BYTES};
-use kvctl::version::Siblings;
+use kvctl::model::ring::token_of;
+use kvctl::model::version::Siblings;
+use kvctl::wire::proto::{ErrorKind, Request, Response};
+use kvctl::wire::transport::{Transport, CHUNK_BYTES};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::Output;
 
 use common::{kvctl, Cluster};
-use kvctl::certs;
-use kvctl::proto::{ErrorKind, Request, Response};
-use kvctl::tls::Identity;
+use kvctl::wire::certs;
+use kvctl::wire::proto::{ErrorKind, Request, Response};
+use kvctl::wire::tls::Identity;
 
 /// A client home for an application: the cluster's `cluster.json` and an app certificate.
 fn must_app_home(c: &Cluster) -> tempfile::TempDir {
@@ -98,7 +98,7 @@ fn cluster_roles_app_reads_and_writes_but_may_not_repair() {
     .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let transport = kvctl::transport::Transport::client(&identity).unwrap();
+        let transport = kvctl::wire::transport::Transport::client(&identity).unwrap();
         let repair = Request::Repair {
             after: 0,
             upto: 0,

@@ -8,11 +8,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use common::Cluster;
-use kvctl::certs::{self, Validity, NODE_SERVER_NAME};
 use kvctl::client::Client;
-use kvctl::proto::{self, ErrorKind, Response};
-use kvctl::role::Role;
-use kvctl::tls::Identity;
+use kvctl::wire::certs::{self, Validity, NODE_SERVER_NAME};
+use kvctl::wire::proto::{self, ErrorKind, Response};
+use kvctl::wire::role::Role;
+use kvctl::wire::tls::Identity;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -41,14 +41,14 @@ fn cluster_refuses_untrusted_clients_and_survives_garbage() {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        tls.alpn_protocols = vec![kvctl::tls::ALPN.to_vec()];
+        tls.alpn_protocols = vec![kvctl::wire::tls::ALPN.to_vec()];
         let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
         let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().unwrap()).unwrap();
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
         let attempt = async {
             let conn = endpoint.connect(addr, NODE_SERVER_NAME).unwrap().await?;
             let (mut send, mut recv) = conn.open_bi().await?;
-            send.write_all(&proto::encode(&kvctl::proto::Request::Status))
+            send.write_all(&proto::encode(&kvctl::wire::proto::Request::Status))
                 .await?;
             send.finish()?;
             Ok::<_, Box<dyn std::error::Error>>(recv.read_to_end(1 << 20).await?)
@@ -108,7 +108,7 @@ fn cluster_refuses_untrusted_clients_and_survives_garbage() {
     rt.block_on(async {
         let own = certs::read(&certs_dir, "client").unwrap();
         let identity = Identity::new(&own, &ca_pem).unwrap();
-        let transport = kvctl::transport::Transport::client(&identity).unwrap();
+        let transport = kvctl::wire::transport::Transport::client(&identity).unwrap();
         let conn = transport
             .endpoint()
             .connect(addr, NODE_SERVER_NAME)
@@ -136,8 +136,8 @@ fn cluster_refuses_untrusted_clients_and_survives_garbage() {
         }
         // A client certificate may not speak for a node.
         for request in [
-            kvctl::proto::Request::Gossip { members: vec![] },
-            kvctl::proto::Request::ReplicaWrite {
+            kvctl::wire::proto::Request::Gossip { members: vec![] },
+            kvctl::wire::proto::Request::ReplicaWrite {
                 key: serde_bytes::ByteBuf::from(b"k".to_vec()),
                 siblings: serde_bytes::ByteBuf::from(vec![2, 0, 0, 0, 0]),
             },

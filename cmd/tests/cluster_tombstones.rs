@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use kvctl::proto::{Request, Response};
-use kvctl::transport::Transport;
+use kvctl::wire::proto::{Request, Response};
+use kvctl::wire::transport::Transport;
 use serde_bytes::ByteBuf;
 
 /// What replica `node` stores for `key`, asked as a node would (`None`: nothing at all).

@@ -14,11 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use kvctl::budget::NodeBudget;
-use kvctl::proto::{ErrorKind, Member, Request, Response};
-use kvctl::tls::Identity;
-use kvctl::transport::{serve_stream, Reply, Transport};
-use kvctl::version::{new_version_against, Siblings, VClock, CLOCK_ENTRIES_MAX, COUNTER_MAX};
+use kvctl::model::version::{
+    new_version_against, Siblings, VClock, CLOCK_ENTRIES_MAX, COUNTER_MAX,
+};
+use kvctl::wire::budget::NodeBudget;
+use kvctl::wire::proto::{ErrorKind, Member, Request, Response};
+use kvctl::wire::tls::Identity;
+use kvctl::wire::transport::{serve_stream, Reply, Transport};
 use serde_bytes::ByteBuf;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -151,7 +153,7 @@ fn stand_in(
         }
     };
     let seen = Arc::new(AtomicUsize::new(0));
-    let budget = NodeBudget::new(kvctl::budget::Limits::default());
+    let budget = NodeBudget::new(kvctl::wire::budget::Limits::default());
     let (t, s) = (transport.clone(), seen.clone());
     rt.spawn(async move {
         while let Some(incoming) = t.endpoint().accept().await {
@@ -322,7 +324,7 @@ fn a_write_the_sibling_trim_drops_is_not_acknowledged() {
     let rt = runtime();
     let peer = c.peer(&rt, "node-9");
     // A key at the sibling limit: 64 concurrent versions, on every replica.
-    let full = Siblings::from_versions((1..=kvctl::version::SIBLINGS_MAX as u64).map(|i| {
+    let full = Siblings::from_versions((1..=kvctl::model::version::SIBLINGS_MAX as u64).map(|i| {
         new_version_against(
             &Siblings::default(),
             &VClock::new(),
@@ -366,6 +368,6 @@ fn a_write_the_sibling_trim_drops_is_not_acknowledged() {
     // The key still holds exactly the 64: neither write is anywhere.
     let got = c.must_json(&["get", "full", "--consistency", "all"]);
     let values = got["values"].as_array().unwrap();
-    assert_eq!(values.len(), kvctl::version::SIBLINGS_MAX, "{got}");
+    assert_eq!(values.len(), kvctl::model::version::SIBLINGS_MAX, "{got}");
     assert!(!values.iter().any(|v| v == "late" || v == "x"), "{got}");
 }

@@ -3,7 +3,7 @@
 //! by [`crate::alloc_counter`] on the decoding thread.
 //!
 //! Why these numbers: what a peer sends a node is bounded by the message limit
-//! ([`kvctl::proto::MESSAGE_BYTES_MAX`], 17 MiB) and by admission control, which counts the
+//! ([`kvctl::wire::proto::MESSAGE_BYTES_MAX`], 17 MiB) and by admission control, which counts the
 //! bytes of messages, so what decoding them takes must be a small multiple of those bytes.
 //! The decoded types set the floor. The densest items are about 24 heap bytes per input byte
 //! (an empty byte string is one byte of CBOR and a 24-byte `ByteBuf`); a `Vec` that grows by

@@ -1,15 +1,15 @@
-//! The target for causal context tokens ([`kvctl::context`]): a client hands a node a token,
+//! The target for causal context tokens ([`kvctl::model::context`]): a client hands a node a token,
 //! which the node opens with the cluster secret.
 
-use kvctl::context::{hex_encode, ClusterSecret, CONTEXT_FORMAT};
-use kvctl::version::VClock;
+use kvctl::model::context::{hex_encode, ClusterSecret, CONTEXT_FORMAT};
+use kvctl::model::version::VClock;
 use ring::hmac;
 
 use crate::allowance::measured;
 
 /// The secret every token here is sealed and opened with.
 const SECRET: [u8; 32] = [7; 32];
-/// What a token's tag covers first, as in `kvctl::context` (a test checks that tokens sealed
+/// What a token's tag covers first, as in `kvctl::model::context` (a test checks that tokens sealed
 /// here are the ones it seals).
 const DOMAIN: &[u8] = b"kvctl context 1";
 /// The longest key a target input names.

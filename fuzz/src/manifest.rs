@@ -1,7 +1,7 @@
-//! The target for what the engine keeps in LMDB ([`kvctl::engine`]'s index): manifest entries
+//! The target for what the engine keeps in LMDB ([`kvctl::storage::engine`]'s index): manifest entries
 //! and block index values.
 
-use kvctl::engine::fuzzing;
+use kvctl::storage::engine::fuzzing;
 
 use crate::allowance::measured;
 

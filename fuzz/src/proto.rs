@@ -1,9 +1,9 @@
-//! Targets for the wire protocol ([`kvctl::proto`]): requests with their envelope, responses,
+//! Targets for the wire protocol ([`kvctl::wire::proto`]): requests with their envelope, responses,
 //! the gossip members inside both, and the framed chunks of a bulk transfer.
 
 use std::time::Duration;
 
-use kvctl::proto::{self, ProtoError, Request, Response, MESSAGE_BYTES_MAX};
+use kvctl::wire::proto::{self, ProtoError, Request, Response, MESSAGE_BYTES_MAX};
 
 use crate::allowance::measured;
 use crate::cbor;

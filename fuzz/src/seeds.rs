@@ -5,14 +5,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kvctl::engine::fuzzing::{
+use kvctl::model::version::{new_version, Siblings, VClock, CLOCK_ENTRIES_MAX};
+use kvctl::storage::engine::fuzzing::{
     append_record, encode_manifest_entry, key_hash, BlockBuilder, Bloom, Footer, TableMeta,
 };
-use kvctl::engine::WriteBatch;
-use kvctl::proto::{
+use kvctl::storage::engine::WriteBatch;
+use kvctl::wire::proto::{
     self, Consistency, ErrorKind, Member, MemberState, MemberView, Request, Response, ScanEntry,
 };
-use kvctl::version::{new_version, Siblings, VClock, CLOCK_ENTRIES_MAX};
 use serde_bytes::ByteBuf;
 
 use crate::context;

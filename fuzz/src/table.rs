@@ -1,7 +1,7 @@
-//! Targets for table files ([`kvctl::engine`]'s SSTables): their data blocks, and their footer
+//! Targets for table files ([`kvctl::storage::engine`]'s SSTables): their data blocks, and their footer
 //! with the bloom filter it points to.
 
-use kvctl::engine::fuzzing::{self, key_hash, BlockBuilder, Footer, FOOTER_BYTES};
+use kvctl::storage::engine::fuzzing::{self, key_hash, BlockBuilder, Footer, FOOTER_BYTES};
 
 use crate::allowance::measured;
 

@@ -1,7 +1,7 @@
-//! Targets for stored and replicated versions ([`kvctl::version`]): encoded siblings and
+//! Targets for stored and replicated versions ([`kvctl::model::version`]): encoded siblings and
 //! vector clocks.
 
-use kvctl::version::{Siblings, VClock, SIBLINGS_MAX};
+use kvctl::model::version::{Siblings, VClock, SIBLINGS_MAX};
 
 use crate::allowance::measured;
 

@@ -1,8 +1,8 @@
-//! The target for the write-ahead log ([`kvctl::engine`]'s WAL segments and their write
+//! The target for the write-ahead log ([`kvctl::storage::engine`]'s WAL segments and their write
 //! batches), as recovery reads them after a crash.
 
-use kvctl::engine::fuzzing::{self, RECORD_HEADER_BYTES};
-use kvctl::engine::{EngineError, WriteBatch};
+use kvctl::storage::engine::fuzzing::{self, RECORD_HEADER_BYTES};
+use kvctl::storage::engine::{EngineError, WriteBatch};
 
 use crate::allowance::measured;
 

@@ -6,10 +6,10 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use kvctl::proto::{
+use kvctl::model::version::VClock;
+use kvctl::wire::proto::{
     CHUNK_ENTRIES_MAX, MEMBERS_MAX, TOKENS_PER_MEMBER_MAX, TREE_LEAVES_MAX, VALUES_MAX,
 };
-use kvctl::version::VClock;
 use kvctl_fuzz::alloc_counter::{self, CountingAllocator};
 use kvctl_fuzz::allowance::{self, Measurement};
 use kvctl_fuzz::cbor::{self, ARRAY, BYTES, MAP, UNSIGNED};
@@ -47,7 +47,7 @@ fn the_counting_allocator_counts() {
 }
 
 /// The context target seals tokens around a clock's CBOR exactly as the cluster secret does,
-/// so its valid tags follow `kvctl::context` (a change there fails here, not silently).
+/// so its valid tags follow `kvctl::model::context` (a change there fails here, not silently).
 #[test]
 fn the_context_target_seals_as_the_cluster_secret_does() {
     let mut clock = VClock::new();

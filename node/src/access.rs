@@ -3,9 +3,9 @@
 //! all). [`needs`] is the one place that says which: it matches every request without a
 //! wildcard, so a request added later (membership, maintenance) must say who may send it.
 
-use kvctl::proto::{ErrorKind, Request, Response};
-use kvctl::role::Role;
-use kvctl::tls::Peer;
+use kvctl::wire::proto::{ErrorKind, Request, Response};
+use kvctl::wire::role::Role;
+use kvctl::wire::tls::Peer;
 
 /// What a request needs of the certificate that sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +85,7 @@ mod tests {
             key: ByteBuf::from(b"k".to_vec()),
             value: Some(ByteBuf::from(b"v".to_vec())),
             context: None,
-            consistency: kvctl::proto::Consistency::Quorum,
+            consistency: kvctl::wire::proto::Consistency::Quorum,
             lww: false,
             forwarded,
             write_id: None,

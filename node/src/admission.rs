@@ -5,7 +5,7 @@
 //! who it is, the connection counts among [`Limits::connections_max`] per node, of which
 //! clients may hold all but [`NODE_CONNECTIONS_RESERVED`] (kept for other nodes), and
 //! [`Limits::connections_per_peer_max`] per peer; each has its share of the node's budget for
-//! requests in flight ([`kvctl::budget`]).
+//! requests in flight ([`kvctl::wire::budget`]).
 //!
 //! A peer is a remote UDP address: one QUIC endpoint, which is one client process or one node.
 //! Counting by IP address alone would lump together every client behind one NAT, or every
@@ -48,7 +48,7 @@ pub struct Limits {
     pub handshakes_max: usize,
     pub connections_per_peer_max: usize,
     /// Bytes of requests in flight, per node and per connection.
-    pub budget: kvctl::budget::Limits,
+    pub budget: kvctl::wire::budget::Limits,
     /// Bytes of writes waiting for the replica's writer.
     pub write_queue_bytes_max: usize,
 }
@@ -59,7 +59,7 @@ impl Default for Limits {
             connections_max: CONNECTIONS_MAX,
             handshakes_max: HANDSHAKES_MAX,
             connections_per_peer_max: CONNECTIONS_PER_PEER_MAX,
-            budget: kvctl::budget::Limits::default(),
+            budget: kvctl::wire::budget::Limits::default(),
             write_queue_bytes_max: crate::replica::WRITE_QUEUE_BYTES_MAX,
         }
     }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvctl::engine::{Engine, EngineError, Store};
+use kvctl::storage::engine::{Engine, EngineError, Store};
 use parking_lot::Mutex;
 
 use crate::handoff::HintRef;
@@ -253,10 +253,10 @@ impl Hints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvctl::engine::WriteBatch;
+    use kvctl::storage::engine::WriteBatch;
 
     fn engine(dir: &std::path::Path) -> Arc<Engine> {
-        let options = kvctl::engine::Options {
+        let options = kvctl::storage::engine::Options {
             index_map_bytes: 64 << 20,
             ..crate::replica::engine_options()
         };

@@ -18,8 +18,8 @@
 
 use std::ops::Bound;
 
-use kvctl::engine::KeyRange;
-use kvctl::ring::{token_of, Token};
+use kvctl::model::ring::{token_of, Token};
+use kvctl::storage::engine::KeyRange;
 
 /// The format of a node's data directory this build reads and writes.
 pub const FORMAT_VERSION: u32 = 2;

@@ -29,7 +29,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use kvctl::version::COUNTER_MAX;
+use kvctl::model::version::COUNTER_MAX;
 
 /// How far one lease reaches past the floor. Counters of a key grow by one per write, so a
 /// lease is extended only after about four billion writes to one key since the node started;
@@ -135,7 +135,7 @@ impl DotLease {
     fn extend_past(&mut self, counter: u64) -> Result<(), LeaseError> {
         let bound = counter.saturating_add(LEASE_STEP).min(COUNTER_MAX);
         let text = format!("{bound} {:016x}\n", self.incarnation);
-        kvctl::durable_file::write(&self.path, text.as_bytes()).map_err(|source| {
+        kvctl::storage::durable_file::write(&self.path, text.as_bytes()).map_err(|source| {
             LeaseError::Io {
                 path: self.path.clone(),
                 source,

@@ -5,7 +5,7 @@
 //!   and the I/O the coordinators ask for (sends, local reads and writes, timers).
 //! - [`coordinator`]: gets and puts as I/O-free state machines (which replicas to ask,
 //!   counting toward the level, merging, read repair, forwarding).
-//! - [`placement`]: a key's primaries and the fallbacks after them (`kvctl::placement`,
+//! - [`placement`]: a key's primaries and the fallbacks after them (`kvctl::model::placement`,
 //!   shared with the client SDK).
 //! - [`access`]: who may send which request (node certificates, client roles).
 //! - [`admission`]: connections per node and per peer, and the node's limits.
@@ -38,7 +38,7 @@ pub mod merkle;
 pub mod metrics;
 pub mod migration;
 pub mod pacer;
-pub use kvctl::placement;
+pub use kvctl::model::placement;
 pub mod quorum;
 pub mod repair;
 pub mod replica;

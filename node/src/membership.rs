@@ -33,10 +33,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use kvctl::certs::check_node_id;
-use kvctl::proto::{Member, MemberView};
-use kvctl::ring::Ring;
-use kvctl::version::SIBLINGS_FORMAT_WRITE_IDS;
+use kvctl::model::ring::Ring;
+use kvctl::model::version::SIBLINGS_FORMAT_WRITE_IDS;
+use kvctl::wire::certs::check_node_id;
+use kvctl::wire::proto::{Member, MemberView};
 
 use crate::failure_detector::{ArrivalWindow, PHI_CONVICT_THRESHOLD_DEFAULT};
 
@@ -44,9 +44,9 @@ use crate::failure_detector::{ArrivalWindow, PHI_CONVICT_THRESHOLD_DEFAULT};
 pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
 /// The most members a node knows (itself included); entries for more are refused. The same
 /// bound as a message's list of members, so a node's list always fits one.
-pub const MEMBERS_MAX: usize = kvctl::proto::MEMBERS_MAX;
+pub const MEMBERS_MAX: usize = kvctl::wire::proto::MEMBERS_MAX;
 /// The most tokens a member may own (as many as a message may carry).
-pub const TOKENS_PER_MEMBER_MAX: usize = kvctl::proto::TOKENS_PER_MEMBER_MAX;
+pub const TOKENS_PER_MEMBER_MAX: usize = kvctl::wire::proto::TOKENS_PER_MEMBER_MAX;
 /// How far ahead of this node's wall clock a generation may be (clocks differ a little; a
 /// generation far in the future would let an entry win over the node's real ones).
 pub const GENERATION_AHEAD_MAX_MS: u64 = 3_600_000;
@@ -435,7 +435,7 @@ impl crate::placement::Members for MembersAt<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kvctl::proto::MemberState;
+    use kvctl::wire::proto::MemberState;
     use std::time::Duration;
 
     const WALL: u64 = 1_800_000_000_000;
@@ -654,10 +654,10 @@ mod tests {
             taken.refused[0]
         );
         // The longest member list fits in a message.
-        let bytes = kvctl::proto::encode(&kvctl::proto::Request::Gossip {
+        let bytes = kvctl::wire::proto::encode(&kvctl::wire::proto::Request::Gossip {
             members: (0..MEMBERS_MAX as u128)
                 .map(|i| Member {
-                    id: "n".repeat(kvctl::certs::NODE_ID_BYTES_MAX),
+                    id: "n".repeat(kvctl::wire::certs::NODE_ID_BYTES_MAX),
                     tokens: (0..TOKENS_PER_MEMBER_MAX as u128)
                         .map(|t| u128::MAX - t - i)
                         .collect(),
@@ -666,7 +666,7 @@ mod tests {
                 .collect(),
         });
         assert!(
-            bytes.len() < kvctl::proto::MESSAGE_BYTES_MAX,
+            bytes.len() < kvctl::wire::proto::MESSAGE_BYTES_MAX,
             "{} bytes",
             bytes.len()
         );

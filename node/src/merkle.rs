@@ -14,7 +14,7 @@
 //! [`crate::keyspace::data_ranges`]) rather than kept up to date on every write: writes pay
 //! nothing, and a repair reads each range once per replica.
 
-use kvctl::ring::{token_of, Token};
+use kvctl::model::ring::{token_of, Token};
 
 /// Leaves per range.
 pub const LEAVES: usize = 256;

@@ -18,8 +18,8 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use kvctl::engine::Stats;
-use kvctl::proto::{Consistency, WorkerInfo, WorkerState};
+use kvctl::storage::engine::Stats;
+use kvctl::wire::proto::{Consistency, WorkerInfo, WorkerState};
 
 /// The operations requests are counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

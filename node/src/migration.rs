@@ -13,7 +13,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kvctl::engine::{Engine, EngineError, Options, Store, WriteBatch};
+use kvctl::storage::engine::{Engine, EngineError, Options, Store, WriteBatch};
 
 use crate::keyspace::{data_key, FORMAT_KEY, FORMAT_VERSION};
 

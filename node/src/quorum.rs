@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use kvctl::proto::Consistency;
+use kvctl::wire::proto::Consistency;
 
 /// A level that could not be met: how many replies were needed, how many came, and why the
 /// others did not.

@@ -17,8 +17,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use kvctl::ring::Token;
-use kvctl::version::{Siblings, SIBLINGS_MAX};
+use kvctl::model::ring::Token;
+use kvctl::model::version::{Siblings, SIBLINGS_MAX};
 
 use crate::merkle::{self, Hash};
 use crate::replica::STORED_VERSIONS_BYTES_MAX;
@@ -329,7 +329,7 @@ mod tests {
     use super::*;
     use crate::coordinator::tests::version;
     use crate::merkle::RangeTree;
-    use kvctl::ring::token_of;
+    use kvctl::model::ring::token_of;
 
     type Store = BTreeMap<Vec<u8>, Vec<u8>>;
 

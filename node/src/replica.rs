@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kvctl::engine::{Engine, EngineError, Options, Store, WriteBatch};
-use kvctl::version::{Siblings, VersionError, SIBLINGS_MAX};
+use kvctl::model::version::{Siblings, VersionError, SIBLINGS_MAX};
+use kvctl::storage::engine::{Engine, EngineError, Options, Store, WriteBatch};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
@@ -38,7 +38,7 @@ use crate::pacer::SyncPacer;
 /// Largest encoding of one key's stored versions (all siblings with their clocks): it must fit
 /// in a message, or the key could no longer be read from another replica. One 16 MiB value
 /// fits; concurrent writes beyond this are refused with a clear error.
-pub const STORED_VERSIONS_BYTES_MAX: usize = kvctl::proto::MESSAGE_BYTES_MAX - (512 << 10);
+pub const STORED_VERSIONS_BYTES_MAX: usize = kvctl::wire::proto::MESSAGE_BYTES_MAX - (512 << 10);
 
 /// A round is made durable once it holds this many bytes (or no write is waiting).
 const ROUND_BYTES_MAX: usize = 16 << 20;
@@ -658,8 +658,8 @@ fn apply(
 
 #[cfg(test)]
 mod tests {
-    use kvctl::engine::Engine;
-    use kvctl::version::{new_version_against, VClock, CLOCK_ENTRIES_MAX};
+    use kvctl::model::version::{new_version_against, VClock, CLOCK_ENTRIES_MAX};
+    use kvctl::storage::engine::Engine;
 
     use super::*;
 
@@ -883,7 +883,7 @@ mod tests {
     }
 
     /// A version of `node`'s `counter`-th write at `now_ms`, seen nothing else.
-    fn version_of(node: &str, counter: u64, now_ms: u64) -> kvctl::version::Version {
+    fn version_of(node: &str, counter: u64, now_ms: u64) -> kvctl::model::version::Version {
         new_version_against(
             &Siblings::default(),
             &VClock::new(),
@@ -921,7 +921,7 @@ mod tests {
         assert!(replica.read(b"k").unwrap().is_empty());
         // Within the lease, and another node's at the bound: taken.
         merge(version_of(&own, bound, 5)).unwrap();
-        merge(version_of("n2#00", kvctl::version::COUNTER_MAX, 6)).unwrap();
+        merge(version_of("n2#00", kvctl::model::version::COUNTER_MAX, 6)).unwrap();
         assert_eq!(replica.read(b"k").unwrap().len(), 2);
     }
 

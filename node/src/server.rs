@@ -6,20 +6,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kvctl::budget::{NodeBudget, RequestBudget};
-use kvctl::context::ClusterSecret;
-use kvctl::deadline::Deadline;
-use kvctl::engine::{Engine, EngineError, Limits, Store};
-use kvctl::proto::{
+use kvctl::model::context::ClusterSecret;
+use kvctl::model::ring::token_of;
+use kvctl::model::version::{
+    new_version_against, Siblings, CLOCK_ENTRIES_MAX, SIBLINGS_FORMAT, SIBLINGS_FORMAT_WRITE_IDS,
+};
+use kvctl::storage::engine::{Engine, EngineError, Limits, Store};
+use kvctl::wire::budget::{NodeBudget, RequestBudget};
+use kvctl::wire::deadline::Deadline;
+use kvctl::wire::proto::{
     self, Consistency, ErrorKind, Member, MemberState, Request, Response, ScanEntry,
 };
-use kvctl::ring::token_of;
-use kvctl::tls::{Identity, Peer};
-use kvctl::transport::{
+use kvctl::wire::tls::{Identity, Peer};
+use kvctl::wire::transport::{
     serve_stream, size_allowance, Reply, Transport, TransportError, CHUNK_BYTES, REQUEST_TIMEOUT,
-};
-use kvctl::version::{
-    new_version_against, Siblings, CLOCK_ENTRIES_MAX, SIBLINGS_FORMAT, SIBLINGS_FORMAT_WRITE_IDS,
 };
 use parking_lot::Mutex;
 use serde_bytes::ByteBuf;
@@ -95,7 +95,7 @@ pub enum NodeError {
     #[error("{0}")]
     Transport(#[from] TransportError),
     #[error("storage: {0}")]
-    Engine(#[from] kvctl::engine::EngineError),
+    Engine(#[from] kvctl::storage::engine::EngineError),
 }
 
 /// The gossip generation of a start that follows one with generation `previous`: the wall clock
@@ -262,7 +262,8 @@ enum RepairEvent {
 
 /// The most ranges a node remembers as repaired in memory: every range of a ring of the most
 /// members with the most tokens each.
-const SYNCED_RANGES_MAX: usize = kvctl::proto::MEMBERS_MAX * kvctl::proto::TOKENS_PER_MEMBER_MAX;
+const SYNCED_RANGES_MAX: usize =
+    kvctl::wire::proto::MEMBERS_MAX * kvctl::wire::proto::TOKENS_PER_MEMBER_MAX;
 
 /// The most repairs of ranges a node coordinates at once (asked by clients, or its own
 /// anti-entropy); more are refused as unavailable.
@@ -619,7 +620,7 @@ impl Node {
                         let Ok(conn) = incoming.await else { return };
                         drop(handshake);
                         // Counted once the certificate says who it is.
-                        let peer = Arc::new(kvctl::tls::peer(&conn));
+                        let peer = Arc::new(kvctl::wire::tls::peer(&conn));
                         let is_node = peer.node_id().is_some();
                         let _slot = match node.connections.admit(conn.remote_address(), is_node) {
                             Ok(slot) => slot,
@@ -860,7 +861,7 @@ impl Node {
 
     /// The node's metrics as a scrape sees them now.
     fn scrape(&self) -> String {
-        let engine = kvctl::engine::Store::stats(self.replica.engine().as_ref());
+        let engine = kvctl::storage::engine::Store::stats(self.replica.engine().as_ref());
         self.metrics.render(Snapshot {
             hints_held: self.hints.pending_total(),
             hints_refused: self.hints_refused.lock().values().sum(),
@@ -873,7 +874,7 @@ impl Node {
 
     /// The node's workers, with the engine's background threads as the engine reports them
     /// (flushes: busy while a rotated memtable waits; compactions: how many so far).
-    fn worker_list(&self, engine: &kvctl::engine::Stats) -> Vec<proto::WorkerInfo> {
+    fn worker_list(&self, engine: &kvctl::storage::engine::Stats) -> Vec<proto::WorkerInfo> {
         let mut workers = self.workers.list();
         let state = |busy| {
             if busy {
@@ -907,7 +908,7 @@ impl Node {
 
     /// This node's workers and engine figures.
     fn info(&self) -> Response {
-        let stats = kvctl::engine::Store::stats(self.replica.engine().as_ref());
+        let stats = kvctl::storage::engine::Store::stats(self.replica.engine().as_ref());
         Response::Info {
             node: self.config.id.clone(),
             workers: self.worker_list(&stats),
@@ -1178,7 +1179,7 @@ impl Node {
                 );
             }
         }
-        // Only a context the nodes sealed for this key is taken: see `kvctl::context`.
+        // Only a context the nodes sealed for this key is taken: see `kvctl::model::context`.
         let token = context;
         let context = match token
             .as_deref()

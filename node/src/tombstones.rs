@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use kvctl::version::Siblings;
+use kvctl::model::version::Siblings;
 
 /// The margin for clock differences is the grace period, at most this.
 const CLOCK_MARGIN_MAX: Duration = Duration::from_secs(60);
@@ -53,7 +53,7 @@ impl TombstonePolicy {
 
 #[cfg(test)]
 mod tests {
-    use kvctl::version::{new_version, Siblings, VClock, CLOCK_ENTRIES_MAX};
+    use kvctl::model::version::{new_version, Siblings, VClock, CLOCK_ENTRIES_MAX};
 
     use super::*;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use kvctl::proto::{WorkerInfo, WorkerState};
+use kvctl::wire::proto::{WorkerInfo, WorkerState};
 
 /// The most workers a node lists (repairs in progress come and go; the oldest finished ones
 /// are forgotten first).

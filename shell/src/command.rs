@@ -1,7 +1,7 @@
 //! The shell's commands: what each one is called and takes ([`SPECS`]), and parsing a line
 //! into a typed [`Command`].
 
-use kvctl::proto::Consistency;
+use kvctl::wire::proto::Consistency;
 
 use crate::words;
 

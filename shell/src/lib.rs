@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use kvctl::client::Client;
-use kvctl::proto::Consistency;
+use kvctl::wire::proto::Consistency;
 use tokio::runtime::Runtime;
 
 pub use command::Command;

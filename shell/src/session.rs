@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use kvctl::client::home;
 use kvctl::client::{Client, ClientError};
-use kvctl::home;
-use kvctl::proto::Consistency;
+use kvctl::wire::proto::Consistency;
 
 use crate::command::{Command, Format, ParseError, Spec, SPECS};
 use crate::view::{self, RingView, StatusView};

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
-use kvctl::home;
-use kvctl::proto::MemberView;
-use kvctl::ring::{token_of, Ring};
+use kvctl::client::home;
+use kvctl::model::ring::{token_of, Ring};
+use kvctl::wire::proto::MemberView;
 
 /// A table with a header row (no newline at the end).
 pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {

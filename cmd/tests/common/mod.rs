@@ -62,15 +62,19 @@ impl Cluster {
     }
 
     /// A transport with a node certificate of the cluster's CA for the node id `id`.
-    pub fn peer(&self, rt: &tokio::runtime::Runtime, id: &str) -> kvctl::transport::Transport {
+    pub fn peer(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        id: &str,
+    ) -> kvctl::wire::transport::Transport {
         let identity = self.node_identity(id);
         let _runtime = rt.enter();
-        kvctl::transport::Transport::client(&identity).unwrap()
+        kvctl::wire::transport::Transport::client(&identity).unwrap()
     }
 
     /// A node certificate of the cluster's CA for the node id `id` (made with `kvctl cert
     /// node`), as an identity.
-    pub fn node_identity(&self, id: &str) -> kvctl::tls::Identity {
+    pub fn node_identity(&self, id: &str) -> kvctl::wire::tls::Identity {
         let dir = tempfile::tempdir().unwrap();
         let out = kvctl()
             .args(["cert", "node", "--ca-dir"])
@@ -84,23 +88,26 @@ impl Cluster {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        kvctl::tls::Identity::new(
-            &kvctl::certs::read(dir.path(), "node").unwrap(),
-            &kvctl::certs::read_cert(dir.path(), "ca").unwrap(),
+        kvctl::wire::tls::Identity::new(
+            &kvctl::wire::certs::read(dir.path(), "node").unwrap(),
+            &kvctl::wire::certs::read_cert(dir.path(), "ca").unwrap(),
         )
         .unwrap()
     }
 
     /// A transport with the cluster's client certificate.
-    pub fn client_transport(&self, rt: &tokio::runtime::Runtime) -> kvctl::transport::Transport {
+    pub fn client_transport(
+        &self,
+        rt: &tokio::runtime::Runtime,
+    ) -> kvctl::wire::transport::Transport {
         let dir = self.home().join("certs");
-        let identity = kvctl::tls::Identity::new(
-            &kvctl::certs::read(&dir, "client").unwrap(),
-            &kvctl::certs::read_cert(&dir, "ca").unwrap(),
+        let identity = kvctl::wire::tls::Identity::new(
+            &kvctl::wire::certs::read(&dir, "client").unwrap(),
+            &kvctl::wire::certs::read_cert(&dir, "ca").unwrap(),
         )
         .unwrap();
         let _runtime = rt.enter();
-        kvctl::transport::Transport::client(&identity).unwrap()
+        kvctl::wire::transport::Transport::client(&identity).unwrap()
     }
 
     pub fn home(&self) -> PathBuf {

@@ -51,7 +51,7 @@ pub(crate) fn no_reply(budget_ms: u64) -> String {
 pub(crate) mod tests {
     use std::net::SocketAddr;
 
-    use kvctl::version::{new_version_against, Siblings, VClock, Version};
+    use kvctl::model::version::{new_version_against, Siblings, VClock, Version};
 
     use crate::placement::Target;
 

@@ -8,8 +8,8 @@
 
 use std::collections::VecDeque;
 
-use kvctl::proto::Consistency;
-use kvctl::version::{Siblings, SIBLINGS_MAX};
+use kvctl::model::version::{Siblings, SIBLINGS_MAX};
+use kvctl::wire::proto::Consistency;
 
 use super::{no_reply, Action, DOWN};
 use crate::placement::Target;

@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 
-use kvctl::proto::Consistency;
+use kvctl::wire::proto::Consistency;
 
 use super::{no_reply, Action, DOWN};
 use crate::placement::Target;

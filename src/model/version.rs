@@ -9,7 +9,7 @@
 //!
 //! A get returns the live values of the siblings together with their causal context
 //! ([`Siblings::context`]), handed to clients as an opaque token the nodes seal
-//! ([`crate::context`]). A put
+//! ([`crate::model::context`]). A put
 //! (or delete) sends that token back; the coordinating node builds the new version with
 //! [`new_version_against`] and every replica merges it into what it stores with
 //! [`Siblings::merge`]. The new version then supersedes exactly the versions the get saw, and
@@ -54,7 +54,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::actor_name::ActorName;
+use crate::model::actor_name::ActorName;
 
 /// The most siblings a key may hold before writes to it are refused.
 pub const SIBLINGS_MAX: usize = 64;
@@ -75,8 +75,8 @@ pub const SIBLINGS_FORMAT_WRITE_IDS: u8 = 3;
 pub const COUNTER_MAX: u64 = 1 << 62;
 
 /// The longest actor name a clock or dot may carry: a node id (at most
-/// [`crate::certs::NODE_ID_BYTES_MAX`] bytes), `#` and its lease's 16 hex digits.
-pub const ACTOR_BYTES_MAX: usize = crate::certs::NODE_ID_BYTES_MAX + 17;
+/// [`crate::model::actor_name::NODE_ID_BYTES_MAX`] bytes), `#` and its lease's 16 hex digits.
+pub const ACTOR_BYTES_MAX: usize = crate::model::actor_name::NODE_ID_BYTES_MAX + 17;
 
 /// What can go wrong with versions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -233,7 +233,7 @@ impl VClock {
         self.entries.iter().cmp(other.entries.iter())
     }
 
-    /// Encodes the clock as CBOR (what a context token seals, see [`crate::context`]).
+    /// Encodes the clock as CBOR (what a context token seals, see [`crate::model::context`]).
     pub fn encode(&self) -> Vec<u8> {
         let mut cbor = Vec::new();
         ciborium::into_writer(self, &mut cbor).expect("a vector clock always encodes to CBOR");

@@ -1,6 +1,6 @@
 //! Client roles: what a client certificate allows its holder to ask of a node (least
-//! privilege). The role is written into the certificate by the CA ([`crate::certs`]) and read
-//! back by a node from the certificate a client presented ([`crate::tls::peer`]).
+//! privilege). The role is written into the certificate by the CA ([`crate::wire::certs`]) and read
+//! back by a node from the certificate a client presented ([`crate::wire::tls::peer`]).
 
 use std::fmt;
 use std::str::FromStr;

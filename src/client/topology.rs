@@ -1,16 +1,16 @@
 //! The client's picture of the cluster: the members, their tokens and states as one node
 //! reported them, and the routing of a key to the nodes to ask, in order.
 //!
-//! No I/O: the client SDK fetches a node's view ([`crate::proto::Response::Members`]) and
+//! No I/O: the client SDK fetches a node's view ([`crate::wire::proto::Response::Members`]) and
 //! builds a [`Topology`] from it; [`Topology::route`] then orders the nodes for one request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
-use crate::placement::{Members, Placement};
-use crate::proto::MemberView;
-use crate::ring::{token_of, Ring};
+use crate::model::placement::{Members, Placement};
+use crate::model::ring::{token_of, Ring};
+use crate::wire::proto::MemberView;
 
 /// What the client knows of one member.
 #[derive(Debug, Clone)]
@@ -144,8 +144,8 @@ impl Topology {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{Member, MemberState};
-    use crate::ring::build_balanced;
+    use crate::model::ring::build_balanced;
+    use crate::wire::proto::{Member, MemberState};
 
     fn views(n: usize, down: &[usize]) -> Vec<MemberView> {
         let ids: Vec<String> = (1..=n).map(|i| format!("node-{i}")).collect();

@@ -14,6 +14,9 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The longest node id (a node's actor names are its id, `#` and 16 hex digits).
+pub const NODE_ID_BYTES_MAX: usize = 128;
+
 /// The longest name kept inline (the value is then 32 bytes, a `String` is 24).
 pub const INLINE_BYTES_MAX: usize = 30;
 
@@ -26,8 +29,8 @@ enum Repr {
     Heap(Box<str>),
 }
 
-/// A node incarnation's name, as in a [`crate::version::VClock`] entry or a
-/// [`crate::version::Dot`]: a `str` that needs no allocation up to [`INLINE_BYTES_MAX`] bytes.
+/// A node incarnation's name, as in a [`crate::model::version::VClock`] entry or a
+/// [`crate::model::version::Dot`]: a `str` that needs no allocation up to [`INLINE_BYTES_MAX`] bytes.
 #[derive(Clone)]
 pub struct ActorName(Repr);
 

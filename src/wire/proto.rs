@@ -7,7 +7,7 @@
 //! not know is answered with [`ErrorKind::Unsupported`], which the sender can take as "this
 //! node is older: do without". An error kind it does not know decodes as [`ErrorKind::Other`].
 //! The envelope of a request carries its time budget (`timeout_ms`, see
-//! [`crate::deadline`]).
+//! [`crate::wire::deadline`]).
 //!
 //! Beside request/response, a bulk transfer ([`Request::ReplicaScan`]) is answered on its
 //! stream by a sequence of frames, each a 4-byte big-endian length and a message
@@ -29,7 +29,7 @@ pub const PROTOCOL_VERSION_MIN: u16 = 1;
 /// Largest message: the value limit (16 MiB) plus 1 MiB for the key, context and framing.
 pub const MESSAGE_BYTES_MAX: usize = (16 << 20) + (1 << 20);
 
-// The lists a message may hold are bounded as they are decoded (see [`crate::bounded_list`]),
+// The lists a message may hold are bounded as they are decoded (see [`crate::wire::bounded_list`]),
 // so that no message costs a reader more than a small multiple of its size.
 
 /// Most members a gossip message or a status reply lists (a node knows at most this many).
@@ -37,36 +37,36 @@ pub const MEMBERS_MAX: usize = 1024;
 /// Most tokens a member owns.
 pub const TOKENS_PER_MEMBER_MAX: usize = 256;
 /// Most values a get's reply carries: the siblings of a merge, before its trim, from up to
-/// four replicas' sets (see `kvctl::version::SIBLINGS_MAX`).
-pub const VALUES_MAX: usize = 4 * crate::version::SIBLINGS_MAX;
+/// four replicas' sets (see `kvctl::model::version::SIBLINGS_MAX`).
+pub const VALUES_MAX: usize = 4 * crate::model::version::SIBLINGS_MAX;
 /// Most leaves a Merkle tree has.
 pub const TREE_LEAVES_MAX: usize = 4096;
 /// Most entries one chunk of a bulk transfer carries (a chunk is about
-/// [`crate::transport::CHUNK_BYTES`] of entries; each entry takes dozens of bytes at least).
+/// [`crate::wire::transport::CHUNK_BYTES`] of entries; each entry takes dozens of bytes at least).
 pub const CHUNK_ENTRIES_MAX: usize = 1 << 16;
 
 fn members<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Member>, D::Error> {
-    crate::bounded_list::deserialize(d, MEMBERS_MAX, "members")
+    crate::wire::bounded_list::deserialize(d, MEMBERS_MAX, "members")
 }
 
 fn member_views<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<MemberView>, D::Error> {
-    crate::bounded_list::deserialize(d, MEMBERS_MAX, "members")
+    crate::wire::bounded_list::deserialize(d, MEMBERS_MAX, "members")
 }
 
 fn tokens<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u128>, D::Error> {
-    crate::bounded_list::deserialize(d, TOKENS_PER_MEMBER_MAX, "tokens")
+    crate::wire::bounded_list::deserialize(d, TOKENS_PER_MEMBER_MAX, "tokens")
 }
 
 fn values<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ByteBuf>, D::Error> {
-    crate::bounded_list::deserialize(d, VALUES_MAX, "values")
+    crate::wire::bounded_list::deserialize(d, VALUES_MAX, "values")
 }
 
 fn leaves<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ByteBuf>, D::Error> {
-    crate::bounded_list::deserialize(d, TREE_LEAVES_MAX, "leaves")
+    crate::wire::bounded_list::deserialize(d, TREE_LEAVES_MAX, "leaves")
 }
 
 fn entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ScanEntry>, D::Error> {
-    crate::bounded_list::deserialize(d, CHUNK_ENTRIES_MAX, "entries")
+    crate::wire::bounded_list::deserialize(d, CHUNK_ENTRIES_MAX, "entries")
 }
 
 /// Most workers a node lists.
@@ -75,11 +75,11 @@ pub const WORKERS_MAX: usize = 256;
 pub const LEVELS_MAX: usize = 64;
 
 fn workers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<WorkerInfo>, D::Error> {
-    crate::bounded_list::deserialize(d, WORKERS_MAX, "workers")
+    crate::wire::bounded_list::deserialize(d, WORKERS_MAX, "workers")
 }
 
 fn levels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
-    crate::bounded_list::deserialize(d, LEVELS_MAX, "levels")
+    crate::wire::bounded_list::deserialize(d, LEVELS_MAX, "levels")
 }
 
 /// How many replicas must answer.
@@ -165,7 +165,7 @@ pub struct Member {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
     /// The newest format of encoded siblings the node reads (see
-    /// [`crate::version::SIBLINGS_FORMAT_WRITE_IDS`]); 0 from releases that did not say, which
+    /// [`crate::model::version::SIBLINGS_FORMAT_WRITE_IDS`]); 0 from releases that did not say, which
     /// read format 2 only.
     #[serde(default)]
     pub siblings_format_max: u8,
@@ -266,7 +266,7 @@ pub enum Request {
         forwarded: bool,
         /// The client's id for this logical write, the same on every retry of it: a
         /// coordinator that already stores a version with it sends that version on instead of
-        /// making another, and [`crate::version::Siblings::values`] shows a write applied twice
+        /// making another, and [`crate::model::version::Siblings::values`] shows a write applied twice
         /// (through two coordinators) once. Random, 128 bits.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         write_id: Option<u128>,
@@ -410,7 +410,7 @@ pub enum Response {
 struct Envelope<T> {
     v: u16,
     body: T,
-    /// A request's time budget in milliseconds (see [`crate::deadline`]).
+    /// A request's time budget in milliseconds (see [`crate::wire::deadline`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     timeout_ms: Option<u64>,
 }

@@ -1,9 +1,14 @@
-//! The client SDK: a cluster-aware client over QUIC with mutual TLS.
+//! The client SDK: a cluster-aware client over QUIC with mutual TLS (the client layer: it
+//! builds on [`crate::wire`] and [`crate::model`], never on the storage engine).
+//!
+//! - [`topology`]: the client's picture of the cluster and its routing;
+//!   [`retry`]: what may be tried again; [`home`]: a cluster's directory (certificates, the
+//!   nodes' addresses).
 //!
 //! - **Topology**: the client asks any reachable node for its view of the cluster (members,
 //!   tokens, states, N) before its first request for a key, and asks again in the background
 //!   every [`ClientBuilder::topology_refresh`] and after a node failed it, so it follows what
-//!   gossip changes ([`crate::topology`]).
+//!   gossip changes ([`crate::client::topology`]).
 //! - **Routing**: a request for a key goes straight to one of the key's replicas (token-aware,
 //!   spreading requests over them), so the common path takes no extra hop; other nodes are
 //!   tried after them. Requests without a key go to the nodes in turn.
@@ -11,10 +16,14 @@
 //!   ([`Transport`]), dialed again when it dies; a node that failed lately is tried after the
 //!   others, for a backoff that doubles with each failure in a row.
 //! - **Retries**: a failed request is tried again on another node where that is safe
-//!   ([`crate::retry`]), within a bounded number of tries; every put carries a write id chosen
+//!   ([`crate::client::retry`]), within a bounded number of tries; every put carries a write id chosen
 //!   here and kept on every retry, so a put retried after its coordinator applied it gives
 //!   one sibling, not two. When every try failed, [`ClientError::Exhausted`] names each node
 //!   tried and why it failed.
+
+pub mod home;
+pub mod retry;
+pub mod topology;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,16 +36,18 @@ use parking_lot::{Mutex, RwLock};
 use ring::rand::SecureRandom;
 use serde_bytes::ByteBuf;
 
-use crate::certs;
-use crate::home::{self, HomeError};
-use crate::proto::{Consistency, EngineInfo, ErrorKind, MemberView, Request, Response, WorkerInfo};
-use crate::retry::{Failure, Operation, RetryPolicy};
-use crate::tls::{Identity, TlsError};
-use crate::topology::Topology;
-use crate::transport::{size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
+use crate::client::retry::{Failure, Operation, RetryPolicy};
+use crate::client::topology::Topology;
+use crate::wire::certs;
+use crate::wire::proto::{
+    Consistency, EngineInfo, ErrorKind, MemberView, Request, Response, WorkerInfo,
+};
+use crate::wire::tls::{Identity, TlsError};
+use crate::wire::transport::{size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
+use home::HomeError;
 
 /// How long a client waits for a reply by default, and the time budget its requests carry
-/// (see [`crate::deadline`]): the coordinator works to it less a margin, so that its "not
+/// (see [`crate::wire::deadline`]): the coordinator works to it less a margin, so that its "not
 /// enough replicas" answer arrives before the client gives up. Puts add time for a large
 /// value.
 pub const CLIENT_TIMEOUT: Duration =
@@ -296,7 +307,7 @@ impl Client {
     }
 
     /// Sends `request` to `node`, or to the nodes in turn until one answers (retrying where
-    /// [`crate::retry`] allows). Returns the address that answered and its response.
+    /// [`crate::client::retry`] allows). Returns the address that answered and its response.
     pub async fn request(
         &self,
         node: Option<SocketAddr>,
@@ -441,7 +452,7 @@ impl Client {
 
     /// Has `node` repair the token range (after, upto] across its replicas (it must be one),
     /// sending at most `rate_bytes_per_sec` (0: the most the node allows); waits up to the longest request
-    /// budget ([`crate::deadline::REQUEST_BUDGET_MAX`]).
+    /// budget ([`crate::wire::deadline::REQUEST_BUDGET_MAX`]).
     pub async fn repair(
         &self,
         node: SocketAddr,
@@ -454,8 +465,8 @@ impl Client {
             upto,
             rate_bytes_per_sec,
         };
-        let extra =
-            crate::deadline::REQUEST_BUDGET_MAX.saturating_sub(self.inner.config.request_timeout);
+        let extra = crate::wire::deadline::REQUEST_BUDGET_MAX
+            .saturating_sub(self.inner.config.request_timeout);
         let reply = self
             .inner
             .send(None, Some(node), &request, Operation::Read, extra)

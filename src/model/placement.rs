@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use crate::ring::{token_of, Ring, Token};
+use crate::model::ring::{token_of, Ring, Token};
 
 /// A node a request may be sent to, as this node sees it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +112,7 @@ impl Placement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ring::build_balanced;
+    use crate::model::ring::build_balanced;
     use std::collections::HashSet;
 
     struct Up(HashSet<String>);

@@ -2,7 +2,7 @@
 //! replicas.
 //!
 //! A client sends its request with the time it will wait (`timeout_ms` in the envelope, see
-//! [`crate::proto::encode_request`]). The node that receives it takes that as the request's
+//! [`crate::wire::proto::encode_request`]). The node that receives it takes that as the request's
 //! [`Deadline`], bounded by [`REQUEST_BUDGET_MAX`] (the sender is not trusted), or
 //! [`REQUEST_BUDGET_DEFAULT`] if none was sent. A coordinator finishes [`REPLY_MARGIN`] of its
 //! budget early, so that its answer (or its "not enough replicas", naming who did not answer)

@@ -359,7 +359,7 @@ pub fn replay_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::logfile::{OsLogFs, PREALLOCATE_CHUNK_BYTES};
+    use crate::storage::engine::logfile::{OsLogFs, PREALLOCATE_CHUNK_BYTES};
 
     fn batch(i: u32) -> WriteBatch {
         let mut b = WriteBatch::new();

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::pem::PemObject;
@@ -12,15 +11,11 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
-use crate::certs::{self, Pem};
-use crate::role::Role;
-use crate::transport;
+use crate::wire::certs::{self, Pem};
+use crate::wire::role::Role;
 
 /// The ALPN protocol both ends must speak.
 pub const ALPN: &[u8] = b"kvctl/1";
-/// Connections idle longer than this are closed (keep-alives are sent more often).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -119,22 +114,6 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn transport() -> Arc<quinn::TransportConfig> {
-    let mut t = quinn::TransportConfig::default();
-    t.max_idle_timeout(Some(
-        IDLE_TIMEOUT
-            .try_into()
-            .expect("IDLE_TIMEOUT is within QUIC's idle timeout range"),
-    ));
-    t.keep_alive_interval(Some(KEEP_ALIVE));
-    t.max_concurrent_bidi_streams(transport::STREAMS_PER_CONNECTION_MAX.into());
-    t.max_concurrent_uni_streams(0u32.into());
-    t.stream_receive_window(transport::STREAM_RECEIVE_WINDOW_BYTES.into());
-    t.receive_window(transport::CONNECTION_RECEIVE_WINDOW_BYTES.into());
-    t.send_window(transport::CONNECTION_SEND_WINDOW_BYTES);
-    Arc::new(t)
-}
-
 /// Who is at the other end of an accepted connection, as its certificate says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
@@ -181,7 +160,10 @@ pub fn peer(conn: &quinn::Connection) -> Peer {
 }
 
 /// A node's server side: presents its certificate, requires a client certificate from the CA.
-pub fn server_config(id: &Identity) -> Result<quinn::ServerConfig, TlsError> {
+pub fn server_config(
+    id: &Identity,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ServerConfig, TlsError> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(id.client_verifier()?)
@@ -189,13 +171,16 @@ pub fn server_config(id: &Identity) -> Result<quinn::ServerConfig, TlsError> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(transport());
+    config.transport_config(transport);
     Ok(config)
 }
 
 /// The client side (of clients, and of nodes calling nodes): presents its certificate, trusts
 /// only the cluster CA.
-pub fn client_config(id: &Identity) -> Result<quinn::ClientConfig, TlsError> {
+pub fn client_config(
+    id: &Identity,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ClientConfig, TlsError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(id.roots.clone())
@@ -203,6 +188,6 @@ pub fn client_config(id: &Identity) -> Result<quinn::ClientConfig, TlsError> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(transport());
+    config.transport_config(transport);
     Ok(config)
 }

@@ -22,15 +22,15 @@ use rcgen::{
 };
 use rustls::pki_types::pem::PemObject;
 
-use crate::role::Role;
+use crate::wire::role::Role;
 
 /// The DNS name every node certificate carries and every client verifies.
 pub const NODE_SERVER_NAME: &str = "kvctl-node";
 /// A node certificate's common name is this followed by the node's id: the CA vouches for the
 /// id, so gossip can hold a node to speaking for itself only.
 pub const NODE_COMMON_NAME_PREFIX: &str = "kvctl node ";
-/// The longest node id.
-pub const NODE_ID_BYTES_MAX: usize = 128;
+/// The longest node id (a rule of the model: actor names hold node ids).
+pub use crate::model::actor_name::NODE_ID_BYTES_MAX;
 const CA_COMMON_NAME: &str = "kvctl cluster CA";
 /// A client certificate's role is an organizational unit of its subject: this followed by the
 /// role's name (`kvctl-role:app`). A subject attribute rather than a private extension: the CA

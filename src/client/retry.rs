@@ -6,13 +6,13 @@
 //! may have been applied (its reply was lost, its connection closed after it went out, or the
 //! coordinator reached fewer replicas than the level asked and some may hold it) is tried again
 //! only when it is idempotent, which takes a write id (the SDK's default, see
-//! [`crate::proto::Request::Put`]). A causal context or last-write-wins does not make a put
+//! [`crate::wire::proto::Request::Put`]). A causal context or last-write-wins does not make a put
 //! idempotent here: applied twice through two coordinators, it gives two concurrent versions
 //! with the same value, the duplicate siblings write ids exist to prevent.
 
 use std::time::Duration;
 
-use crate::proto::ErrorKind;
+use crate::wire::proto::ErrorKind;
 
 /// What a request does, for the purpose of trying it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! Serde's own `Vec` grows with what arrives; a message of millions of one-byte elements that
 //! each decode to a larger value (a `u128` token, a byte buffer) would then cost many times
 //! its size in memory before any check ran. Used through `#[serde(deserialize_with)]` on the
-//! message fields that are lists (see [`crate::proto`]).
+//! message fields that are lists (see [`crate::wire::proto`]).
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -141,7 +141,7 @@ struct Inner {
     _lock: File,
 }
 
-/// The LSM storage engine. See the module documentation of [`crate::engine`].
+/// The LSM storage engine. See the module documentation of [`crate::storage::engine`].
 pub struct Engine {
     inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,

@@ -281,7 +281,7 @@ mod tests {
     /// checksum error naming the file.
     #[test]
     fn block_roundtrip_seek_and_checksum() {
-        use crate::engine::bloom::key_hash;
+        use crate::storage::engine::bloom::key_hash;
         let mut b = BlockBuilder::default();
         for i in 0..50u32 {
             let key = format!("k{i:04}");

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::version::{VClock, VersionError};
+use crate::model::version::{VClock, VersionError};
 
 /// The first byte of every token this build makes.
 pub const CONTEXT_FORMAT: u8 = 1;
@@ -259,7 +259,7 @@ pub fn hex_decode(text: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::version::{new_version, Siblings, COUNTER_MAX};
+    use crate::model::version::{new_version, Siblings, COUNTER_MAX};
     use proptest::prelude::*;
 
     fn secret(byte: u8) -> ClusterSecret {
@@ -314,7 +314,7 @@ mod tests {
             let mut entries = std::collections::BTreeMap::new();
             entries.insert(
                 "node-2".to_string(),
-                crate::version::ClockEntry {
+                crate::model::version::ClockEntry {
                     counter: COUNTER_MAX - 1,
                     timestamp_ms: 0,
                 },

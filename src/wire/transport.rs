@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::budget::{Refused, RequestBudget};
-use crate::certs::NODE_SERVER_NAME;
-use crate::deadline::Deadline;
-use crate::proto::{self, ProtoError, Request, Response, MESSAGE_BYTES_MAX};
-use crate::tls::{self, Identity, TlsError};
+use crate::wire::budget::{Refused, RequestBudget};
+use crate::wire::certs::NODE_SERVER_NAME;
+use crate::wire::deadline::Deadline;
+use crate::wire::proto::{self, ProtoError, Request, Response, MESSAGE_BYTES_MAX};
+use crate::wire::tls::{self, Identity, TlsError};
 
 /// How long a node waits for a request to arrive completely on a stream it accepted.
 pub const STREAM_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +45,10 @@ const REFUSED_CODE: u32 = 1;
 const WRITE_TIMEOUT_CODE: u32 = 2;
 
 /// Default time a request may take, connection included.
+/// Connections idle longer than this are closed (keep-alives are sent more often).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Extra time a request carrying a large value may take, per MiB of the value: replicas must
@@ -123,9 +127,9 @@ pub struct Transport {
 impl Transport {
     /// A node's endpoint: serves on `listen` and calls other nodes with the same identity.
     pub fn server(listen: SocketAddr, id: &Identity) -> Result<Transport, TransportError> {
-        let mut endpoint = quinn::Endpoint::server(tls::server_config(id)?, listen)
+        let mut endpoint = quinn::Endpoint::server(tls::server_config(id, quic_config())?, listen)
             .map_err(|e| TransportError::Setup(format!("cannot listen on {listen}: {e}")))?;
-        endpoint.set_default_client_config(tls::client_config(id)?);
+        endpoint.set_default_client_config(tls::client_config(id, quic_config())?);
         Ok(Transport::with_endpoint(endpoint))
     }
 
@@ -134,7 +138,7 @@ impl Transport {
         let any: SocketAddr = "0.0.0.0:0".parse().expect("a valid address");
         let mut endpoint = quinn::Endpoint::client(any)
             .map_err(|e| TransportError::Setup(format!("cannot open a UDP socket: {e}")))?;
-        endpoint.set_default_client_config(tls::client_config(id)?);
+        endpoint.set_default_client_config(tls::client_config(id, quic_config())?);
         Ok(Transport::with_endpoint(endpoint))
     }
 
@@ -639,3 +643,20 @@ const FRAME_PIECE_BYTES: usize = 64 << 10;
 
 /// Shares one transport among tasks.
 pub type SharedTransport = Arc<Transport>;
+
+/// QUIC's settings for every connection (streams, windows, idle timeout, keep-alives).
+fn quic_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        IDLE_TIMEOUT
+            .try_into()
+            .expect("IDLE_TIMEOUT is within QUIC's idle timeout range"),
+    ));
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_concurrent_bidi_streams(STREAMS_PER_CONNECTION_MAX.into());
+    t.max_concurrent_uni_streams(0u32.into());
+    t.stream_receive_window(STREAM_RECEIVE_WINDOW_BYTES.into());
+    t.receive_window(CONNECTION_RECEIVE_WINDOW_BYTES.into());
+    t.send_window(CONNECTION_SEND_WINDOW_BYTES);
+    Arc::new(t)
+}

@@ -1,0 +1,14 @@
+//! The data model: what keys, versions and the ring are, shared by nodes and clients alike. No
+//! I/O, and nothing of the other layers.
+//!
+//! - [`ring`]: the consistent-hash ring (MD5 tokens, virtual nodes, preference lists);
+//!   [`placement`]: a key's primaries and the fallbacks after them.
+//! - [`version`]: dotted version vectors and siblings; [`actor_name`]: the names in their
+//!   clocks (and the rules of a node id), kept inline.
+//! - [`context`]: the causal context tokens nodes seal with the cluster secret.
+
+pub mod actor_name;
+pub mod context;
+pub mod placement;
+pub mod ring;
+pub mod version;
