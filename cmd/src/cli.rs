@@ -92,7 +92,7 @@ pub struct NodeStartArgs {
     /// Most WAL fsyncs a second the node's writer makes, on average: under load, writes wait
     /// a little and share an fsync. For disks that stall when flushed too often; 0: no limit.
     #[arg(long, value_name = "N", env = "KVCTL_SYNC_RATE_MAX",
-          default_value_t = kvctl_node::replica::SYNC_RATE_DEFAULT)]
+          default_value_t = kvctl_node::store::replica::SYNC_RATE_DEFAULT)]
     pub sync_rate_max: u32,
     /// Most connections the node holds; more are closed with the reason. Clients may hold all
     /// but 32 of them (at most half), kept for other nodes.
@@ -142,7 +142,7 @@ pub struct NodeStartArgs {
     /// The failure detector's suspicion level at which a node is shown down (phi accrual;
     /// higher is slower to convict, lower is quicker but more often wrong).
     #[arg(long, value_name = "PHI", env = "KVCTL_PHI_CONVICT_THRESHOLD",
-          default_value_t = kvctl_node::failure_detector::PHI_CONVICT_THRESHOLD_DEFAULT,
+          default_value_t = kvctl_node::logic::failure_detector::PHI_CONVICT_THRESHOLD_DEFAULT,
           value_parser = parse_phi)]
     pub phi_convict_threshold: f64,
     /// How often the node repairs, in the background, the ranges it is the first replica of

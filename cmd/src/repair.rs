@@ -17,7 +17,7 @@ use kvctl::client::home;
 use kvctl::client::{Client, RangeRepaired};
 use kvctl::model::ring::Ring;
 use kvctl::wire::proto::ErrorKind;
-use kvctl_node::merkle::in_range;
+use kvctl_node::logic::merkle::in_range;
 use serde::{Deserialize, Serialize};
 
 use crate::bench::bar;

@@ -60,7 +60,7 @@ impl Default for Limits {
             handshakes_max: HANDSHAKES_MAX,
             connections_per_peer_max: CONNECTIONS_PER_PEER_MAX,
             budget: kvctl::wire::budget::Limits::default(),
-            write_queue_bytes_max: crate::replica::WRITE_QUEUE_BYTES_MAX,
+            write_queue_bytes_max: crate::store::replica::WRITE_QUEUE_BYTES_MAX,
         }
     }
 }

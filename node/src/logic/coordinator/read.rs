@@ -12,9 +12,9 @@ use kvctl::model::version::{Siblings, SIBLINGS_MAX};
 use kvctl::wire::proto::Consistency;
 
 use super::{no_reply, Action, DOWN};
+use crate::logic::quorum::{Quorum, QuorumNotReached};
 use crate::placement::Target;
-use crate::quorum::{Quorum, QuorumNotReached};
-use crate::replica::STORED_VERSIONS_BYTES_MAX;
+use crate::store::replica::STORED_VERSIONS_BYTES_MAX;
 
 /// Why a replica's versions could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,7 +234,7 @@ impl ReadCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::tests::{named, targets, version};
+    use crate::logic::coordinator::tests::{named, targets, version};
 
     fn sends(c: &mut ReadCoordinator) -> Vec<String> {
         named(std::iter::from_fn(|| c.poll_action()))

@@ -2,7 +2,7 @@
 //! the coordinator keeps them).
 //!
 //! A hint is a key's versions as the coordinator wrote them, kept for one target node in the
-//! hints namespace of the node's engine ([`crate::keyspace::hint_key`]: the target, the time,
+//! hints namespace of the node's engine ([`crate::store::keyspace::hint_key`]: the target, the time,
 //! a sequence number, so a target's hints are one ordered scan, oldest first). Its value is
 //! the key's length (4 bytes, big-endian), the key, and the key's encoded siblings. It is
 //! written through the replica writer like any write, so it is durable before the put counts
@@ -12,7 +12,7 @@
 //! Bounds: at most `bytes_per_target_max` bytes of hints per target (beyond it, a put that
 //! needs a hint for that target is refused with [`HintError::Full`]); no hint is made for a
 //! target down longer than the hint window (that node needs a repair), and a hint older than
-//! the window is deleted undelivered (see [`crate::handoff`]).
+//! the window is deleted undelivered (see [`crate::logic::handoff`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +22,8 @@ use std::time::Duration;
 use kvctl::storage::engine::{Engine, EngineError, Store};
 use parking_lot::Mutex;
 
-use crate::handoff::HintRef;
-use crate::keyspace::{hint_key, hints_of, hints_range, parse_hint_key};
+use crate::logic::handoff::HintRef;
+use crate::store::keyspace::{hint_key, hints_of, hints_range, parse_hint_key};
 
 /// Default most bytes of hints a node holds for one target.
 pub const HINTS_BYTES_PER_TARGET_MAX_DEFAULT: u64 = 1 << 30;
@@ -258,7 +258,7 @@ mod tests {
     fn engine(dir: &std::path::Path) -> Arc<Engine> {
         let options = kvctl::storage::engine::Options {
             index_map_bytes: 64 << 20,
-            ..crate::replica::engine_options()
+            ..crate::store::replica::engine_options()
         };
         Arc::new(Engine::open(dir, options).unwrap())
     }

@@ -2,7 +2,7 @@
 //! migrating one of the first release (format 1) on the way.
 //!
 //! Format 1 kept each key's versions under the key itself; format 2 under its data key (see
-//! [`crate::keyspace`]). A format-1 directory `data` is copied into `data.migrating` with the
+//! [`crate::store::keyspace`]). A format-1 directory `data` is copied into `data.migrating` with the
 //! new keys and the format mark, then `data` is renamed to `data.format1`, `data.migrating` to
 //! `data`, and `data.format1` is removed. A crash at any point leaves a state the next start
 //! finishes: a `data.migrating` beside a `data` is an unfinished copy (removed and redone); a
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use kvctl::storage::engine::{Engine, EngineError, Options, Store, WriteBatch};
 
-use crate::keyspace::{data_key, FORMAT_KEY, FORMAT_VERSION};
+use crate::store::keyspace::{data_key, FORMAT_KEY, FORMAT_VERSION};
 
 /// A migration batch is written once it holds this many bytes.
 const BATCH_BYTES: usize = 8 << 20;
@@ -155,8 +155,8 @@ fn sync_parent(path: &Path) -> Result<(), MigrationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyspace::{data_ranges, parse_data_key};
-    use crate::replica::engine_options;
+    use crate::store::keyspace::{data_ranges, parse_data_key};
+    use crate::store::replica::engine_options;
 
     fn format1(dir: &Path, keys: u32) {
         let engine = Engine::open(dir, engine_options()).unwrap();

@@ -5,7 +5,7 @@
 //! | namespace | engine key | value |
 //! |---|---|---|
 //! | data (`d`) | `d` · the key's ring token (16 bytes, big-endian) · the key | the key's encoded siblings |
-//! | hints (`h`) | `h` · the target's id length (1 byte) · the target's id · the hint's time (ms, 8 bytes BE) · a sequence number (8 bytes BE) | the hint (see [`crate::hints`]) |
+//! | hints (`h`) | `h` · the target's id length (1 byte) · the target's id · the hint's time (ms, 8 bytes BE) · a sequence number (8 bytes BE) | the hint (see [`crate::store::hints`]) |
 //! | node metadata (`m`) | `m` · a name | the name's value (see [`FORMAT_KEY`]) |
 //!
 //! Data keys sort by token, so "every key of token range (a, b]" is one ordered scan
@@ -14,7 +14,7 @@
 //!
 //! The directory's format is [`FORMAT_VERSION`], kept under [`FORMAT_KEY`]; directories of the
 //! first release (format 1: engine key = the key) are migrated at start-up (see
-//! [`crate::migration`]).
+//! [`crate::store::migration`]).
 
 use std::ops::Bound;
 

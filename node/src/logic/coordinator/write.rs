@@ -19,8 +19,8 @@ use std::collections::VecDeque;
 use kvctl::wire::proto::Consistency;
 
 use super::{no_reply, Action, DOWN};
+use crate::logic::quorum::{Quorum, QuorumNotReached};
 use crate::placement::Target;
-use crate::quorum::{Quorum, QuorumNotReached};
 
 /// How a put ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -371,7 +371,7 @@ impl WriteCoordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::tests::{named, targets};
+    use crate::logic::coordinator::tests::{named, targets};
 
     fn sends(c: &mut WriteCoordinator) -> Vec<String> {
         named(std::iter::from_fn(|| c.poll_action()))

@@ -31,9 +31,11 @@ use kvctl::storage::engine::{Engine, EngineError, Options, Store, WriteBatch};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use crate::keyspace::{data_key, data_key_at, data_ranges, parse_data_key, DATA_PREFIX_BYTES};
-use crate::lease::{DotLease, LeaseError};
-use crate::pacer::SyncPacer;
+use crate::logic::pacer::SyncPacer;
+use crate::store::keyspace::{
+    data_key, data_key_at, data_ranges, parse_data_key, DATA_PREFIX_BYTES,
+};
+use crate::store::lease::{DotLease, LeaseError};
 
 /// Largest encoding of one key's stored versions (all siblings with their clocks): it must fit
 /// in a message, or the key could no longer be read from another replica. One 16 MiB value
@@ -57,7 +59,7 @@ pub const WRITE_QUEUE_BYTES_MAX: usize = 64 << 20;
 pub const SYNC_RATE_DEFAULT: u32 = 1000;
 
 /// Engine options for a node's replica store: the engine's key is a key's data key (see
-/// [`crate::keyspace`]), its value the key's encoded siblings, and a round's batch holds up to
+/// [`crate::store::keyspace`]), its value the key's encoded siblings, and a round's batch holds up to
 /// `ROUND_BYTES_MAX` plus one more key.
 pub fn engine_options() -> Options {
     let mut options = Options::default();
@@ -325,7 +327,7 @@ impl Replica {
     }
 
     /// Puts `value` under `engine_key` (deletes it, for `None`), a key outside the data
-    /// namespace (see [`crate::keyspace`]), durably, in the writer's next round.
+    /// namespace (see [`crate::store::keyspace`]), durably, in the writer's next round.
     pub async fn raw_write(
         &self,
         engine_key: Vec<u8>,

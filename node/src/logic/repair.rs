@@ -2,7 +2,7 @@
 //! driven like the coordinators: it asks for trees, scans and writes ([`RepairAction`]) and
 //! is fed their results.
 //!
-//! 1. Every replica's root for the range ([`crate::merkle`]); all equal: in sync, done.
+//! 1. Every replica's root for the range ([`crate::logic::merkle`]); all equal: in sync, done.
 //! 2. Otherwise every replica's leaves; the leaves not equal everywhere are the differing ones.
 //! 3. For each differing leaf in turn, every replica's keys of the leaf's token range (a bulk
 //!    transfer); each key's versions from all replicas are merged with the normal version
@@ -20,8 +20,8 @@ use std::collections::{BTreeMap, VecDeque};
 use kvctl::model::ring::Token;
 use kvctl::model::version::{Siblings, SIBLINGS_MAX};
 
-use crate::merkle::{self, Hash};
-use crate::replica::STORED_VERSIONS_BYTES_MAX;
+use crate::logic::merkle::{self, Hash};
+use crate::store::replica::STORED_VERSIONS_BYTES_MAX;
 
 /// A replica's keys of a token range with their stored (encoded) versions.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -327,8 +327,8 @@ impl RangeRepair {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::tests::version;
-    use crate::merkle::RangeTree;
+    use crate::logic::coordinator::tests::version;
+    use crate::logic::merkle::RangeTree;
     use kvctl::model::ring::token_of;
 
     type Store = BTreeMap<Vec<u8>, Vec<u8>>;

@@ -6,7 +6,7 @@
 //! Each node owns its entry: it bumps its heartbeat every round; a restart bumps its
 //! generation. For every other node the entry with the highest `(generation, heartbeat)` wins,
 //! so all nodes converge on the same members, addresses and tokens. Whether a member is up is
-//! this node's own judgement: a phi-accrual detector ([`crate::failure_detector`]) fed the
+//! this node's own judgement: a phi-accrual detector ([`crate::logic::failure_detector`]) fed the
 //! times its heartbeat was seen to advance convicts it (down) when phi reaches the threshold
 //! (`--phi-convict-threshold`, default 8), and a heartbeat seen again clears it.
 //!
@@ -38,7 +38,7 @@ use kvctl::model::version::SIBLINGS_FORMAT_WRITE_IDS;
 use kvctl::wire::certs::check_node_id;
 use kvctl::wire::proto::{Member, MemberView};
 
-use crate::failure_detector::{ArrivalWindow, PHI_CONVICT_THRESHOLD_DEFAULT};
+use crate::logic::failure_detector::{ArrivalWindow, PHI_CONVICT_THRESHOLD_DEFAULT};
 
 /// How often a node gossips (and so bumps its heartbeat), in ms.
 pub const HEARTBEAT_INTERVAL_MS: u64 = 500;
@@ -128,7 +128,7 @@ impl Membership {
     }
 
     /// Sets the suspicion level at which a member is shown down (see
-    /// [`crate::failure_detector`]).
+    /// [`crate::logic::failure_detector`]).
     pub fn set_phi_convict_threshold(&mut self, phi: f64) {
         self.phi_convict_threshold = phi;
         for k in self.others.values_mut() {

@@ -132,7 +132,7 @@ impl Forwarder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::tests::targets;
+    use crate::logic::coordinator::tests::targets;
 
     fn replicas(ids: &str, down: &str) -> Replicas {
         Replicas {

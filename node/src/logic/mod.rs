@@ -1,0 +1,22 @@
+//! The I/O-free cores: protocol logic as state machines that are given the time and the
+//! replies, and say what to do next. Nothing here imports tokio or quinn, so a deterministic
+//! simulator can drive them as the services do.
+//!
+//! - [`coordinator`]: gets and puts (which replicas to ask, counting toward the level,
+//!   merging, read repair, forwarding); [`quorum`]: counting replies toward a level.
+//! - [`membership`]: gossip membership (merging views, choosing whom to gossip with);
+//!   [`failure_detector`]: phi accrual.
+//! - [`handoff`]: replaying a target's hints, paced and bounded.
+//! - [`repair`]: repairing a token range across its replicas; [`merkle`]: a range's tree.
+//! - [`pacer`]: pacing the replica writer's fsyncs (a token bucket).
+//! - [`tombstones`]: when a delete's tombstone may be removed.
+
+pub mod coordinator;
+pub mod failure_detector;
+pub mod handoff;
+pub mod membership;
+pub mod merkle;
+pub mod pacer;
+pub mod quorum;
+pub mod repair;
+pub mod tombstones;
