@@ -25,6 +25,7 @@ pub mod admission;
 pub mod bootstrap;
 pub mod complaints;
 pub mod config;
+pub mod driver;
 pub mod logic;
 pub mod metrics;
 pub mod node;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use kvctl::model::version::SIBLINGS_FORMAT_WRITE_IDS;
-use kvctl::storage::engine::{Engine, EngineError, Stats, Store};
+use kvctl::storage::engine::{Engine, EngineError, JobStats, Stats, Store};
 use kvctl::wire::budget::NodeBudget;
 use kvctl::wire::proto::{self, Member, MemberState, Response};
 use kvctl::wire::tls::{Identity, Peer};
@@ -262,36 +262,39 @@ impl Node {
         })
     }
 
-    /// The node's workers, with the engine's background threads as the engine reports them.
+    /// The node's workers, with the engine's flush and compaction threads as the engine
+    /// reports them.
     fn worker_list(&self, engine: &Stats) -> Vec<proto::WorkerInfo> {
         let mut workers = self.common.workers.list();
-        let state = |busy| {
-            if busy {
-                proto::WorkerState::Busy
-            } else {
-                proto::WorkerState::Idle
-            }
-        };
-        workers.push(proto::WorkerInfo {
-            name: "engine-flush".into(),
-            state: state(engine.immutable_memtables > 0),
-            progress: format!(
+        let engine_worker =
+            |name: &str, job: &JobStats, progress: String, done: u64| proto::WorkerInfo {
+                name: name.into(),
+                state: if job.busy {
+                    proto::WorkerState::Busy
+                } else {
+                    proto::WorkerState::Idle
+                },
+                progress,
+                done,
+                errors: job.errors,
+                last_error: job.last_error.clone(),
+            };
+        workers.push(engine_worker(
+            "engine-flush",
+            &engine.flush_job,
+            format!(
                 "{} rotated memtable(s) waiting, {} KiB in the memtable",
                 engine.immutable_memtables,
                 engine.memtable_bytes >> 10
             ),
-            done: engine.flushes,
-            errors: 0,
-            last_error: None,
-        });
-        workers.push(proto::WorkerInfo {
-            name: "engine-compaction".into(),
-            state: proto::WorkerState::Idle,
-            progress: format!("tables per level {:?}", engine.tables_per_level),
-            done: engine.compactions,
-            errors: 0,
-            last_error: None,
-        });
+            engine.flushes,
+        ));
+        workers.push(engine_worker(
+            "engine-compaction",
+            &engine.compaction_job,
+            format!("tables per level {:?}", engine.tables_per_level),
+            engine.compactions,
+        ));
         workers
     }
 

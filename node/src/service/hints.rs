@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kvctl::wire::proto::{ErrorKind, Request, Response};
 use kvctl::wire::transport::{size_allowance, Transport};
 use parking_lot::Mutex;
 use serde_bytes::ByteBuf;
-use tokio::sync::mpsc;
 
+use crate::driver::{Driver, Next};
 use crate::logic::handoff::{self, HintRef, Replay, ReplayAction, ReplayStats};
 use crate::service::gossip::Gossip;
 use crate::service::{wall_ms, Common};
@@ -216,7 +216,7 @@ impl HintService {
         let window_ms = self.hints.limits().window.as_millis() as u64;
         let mut replay = Replay::new(self.replay_bytes_per_sec, window_ms, wall_ms());
         let mut contents: HashMap<Vec<u8>, Hint> = HashMap::new();
-        let (tx, mut rx) = mpsc::channel(handoff::IN_FLIGHT_MAX);
+        let mut driver = Driver::new(handoff::IN_FLIGHT_MAX);
         let mut deletes = Deletes::new();
         let mut last_batch = false;
         // This replay takes the hints made before it started: a target that keeps missing
@@ -269,7 +269,7 @@ impl HintService {
                             replay.on_delivered(hint, Err("the target is down".into()));
                             continue;
                         };
-                        let (transport, tx) = (self.common.transport.clone(), tx.clone());
+                        let (transport, tx) = (self.common.transport.clone(), driver.sender());
                         let refused = refused.clone();
                         tokio::spawn(async move {
                             let r = deliver_hint(&transport, addr, content).await;
@@ -296,12 +296,13 @@ impl HintService {
             if replay.wants_more() {
                 continue;
             }
-            let wait = replay
+            // The replay's clock is the wall clock (hints are dated by it).
+            let wake = replay
                 .poll_timeout()
-                .map(|at| Duration::from_millis(at.saturating_sub(wall_ms())));
-            tokio::select! {
-                Some((hint, r)) = rx.recv() => replay.on_delivered(hint, r),
-                () = tokio::time::sleep(wait.unwrap_or(HANDOFF_INTERVAL)), if wait.is_some() => {}
+                .map(|at| Instant::now() + Duration::from_millis(at.saturating_sub(wall_ms())));
+            match driver.next(wake).await {
+                Next::Event((hint, r)) => replay.on_delivered(hint, r),
+                Next::Timeout | Next::Closed => {}
             }
         }
     }

@@ -51,6 +51,11 @@ impl Common {
         self.started.elapsed().as_millis() as u64
     }
 
+    /// The instant `ms` on [`Common::now_ms`]'s clock is (when a state machine asked to wake).
+    pub fn instant_at(&self, ms: u64) -> Instant {
+        self.started + Duration::from_millis(ms)
+    }
+
     /// Sets a state machine's `timer` to fire at `wake` (ms on [`Common::now_ms`]'s clock),
     /// unless it is set for then already (`set` remembers when).
     pub fn set_timer(

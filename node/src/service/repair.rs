@@ -17,6 +17,7 @@ use serde_bytes::ByteBuf;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::admission;
+use crate::driver::{Driver, Next};
 use crate::logic::merkle::{self, RangeTree};
 use crate::logic::repair::{Entries, RangeRepair, RepairAction, RepairOutcome, TreeReply};
 use crate::service::gossip::Gossip;
@@ -504,11 +505,11 @@ impl RepairService {
         let mut since_ms = started_ms;
         let replicas = ids.clone();
         let mut repair = RangeRepair::new(after, upto, ids);
-        let (tx, mut rx) = mpsc::channel(64);
+        let mut driver = Driver::new(64);
         let mut next_write = Instant::now();
         let outcome = loop {
             while let Some(action) = repair.poll_action() {
-                let (service, tx) = (self.clone(), tx.clone());
+                let (service, tx) = (self.clone(), driver.sender());
                 let addr = match &action {
                     RepairAction::Tree { replica, .. }
                     | RepairAction::Scan { replica, .. }
@@ -534,7 +535,8 @@ impl RepairService {
             if let Some(outcome) = repair.poll_outcome() {
                 break outcome;
             }
-            let Some(event) = rx.recv().await else {
+            // A repair's machine sets no timer: each step has its own timeout.
+            let Next::Event(event) = driver.next(None).await else {
                 return error(ErrorKind::Internal, "the repair lost its steps");
             };
             match event {

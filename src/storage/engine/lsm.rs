@@ -23,7 +23,7 @@ use super::logfile::sync_dir;
 use super::memtable::Memtable;
 use super::merge::{MemSource, Merge, Source, TableSource};
 use super::options::{Options, SyncMode};
-use super::store::{KeyRange, Scan, Stats, Store};
+use super::store::{JobStats, KeyRange, Scan, Stats, Store};
 use super::table::{table_path, Graveyard, Table, TableWriter};
 use super::wal::{self, WalWriter};
 
@@ -97,6 +97,28 @@ struct Counters {
     user_bytes_written: AtomicU64,
     wal_syncs: AtomicU64,
     write_groups: AtomicU64,
+    flushing: AtomicBool,
+    compacting: AtomicBool,
+    flush_errors: AtomicU64,
+    compaction_errors: AtomicU64,
+    /// The last flush failure and the last compaction failure, kept after later successes.
+    last_errors: Mutex<[Option<String>; 2]>,
+}
+
+/// Marks a kind of background job running until dropped.
+struct Busy<'a>(&'a AtomicBool);
+
+impl<'a> Busy<'a> {
+    fn mark(flag: &'a AtomicBool) -> Busy<'a> {
+        flag.store(true, Ordering::Relaxed);
+        Busy(flag)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 /// What a lookup found.
@@ -548,6 +570,8 @@ impl Inner {
             match result {
                 Ok(()) => bg.flush_error = None,
                 Err(e) => {
+                    self.counters.flush_errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.last_errors.lock()[0] = Some(e.to_string());
                     bg.flush_error = Some(e.to_string());
                     self.background_cv.wait_for(&mut bg, BACKGROUND_RETRY);
                 }
@@ -572,6 +596,7 @@ impl Inner {
     /// `last_flushed_seq` in one LMDB transaction, then deletes its WAL segments.
     fn flush_oldest(&self, mem: &Arc<Memtable>) -> Result<()> {
         let _flushing = self.flushing.lock();
+        let _busy = Busy::mark(&self.counters.flushing);
         if !self
             .state()
             .immutables
@@ -712,7 +737,13 @@ impl Inner {
             bg = self.background.lock();
             match result {
                 Ok(()) => bg.compaction_error = None,
-                Err(e) => bg.compaction_error = Some(e.to_string()),
+                Err(e) => {
+                    self.counters
+                        .compaction_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.counters.last_errors.lock()[1] = Some(e.to_string());
+                    bg.compaction_error = Some(e.to_string());
+                }
             }
             if !bg.shutdown {
                 self.background_cv.wait_for(&mut bg, BACKGROUND_RETRY);
@@ -748,6 +779,7 @@ impl Inner {
     /// LMDB transaction. Shadowed versions are dropped; tombstones only at the bottom, and only
     /// where the tombstone policy allows. The caller holds `self.compaction`.
     fn run_compaction(&self, task: CompactionTask) -> Result<()> {
+        let _busy = Busy::mark(&self.counters.compacting);
         let mut sources: Vec<Box<dyn Source>> = Vec::with_capacity(task.inputs.len());
         for t in &task.inputs {
             sources.push(Box::new(TableSource::new(
@@ -1034,6 +1066,7 @@ impl Inner {
     fn stats(&self) -> Stats {
         let state = self.state();
         let c = &self.counters;
+        let [flush_error, compaction_error] = c.last_errors.lock().clone();
         Stats {
             last_seq: self.last_seq.load(Ordering::Acquire),
             memtable_bytes: state.active.bytes() as u64,
@@ -1058,6 +1091,16 @@ impl Inner {
             user_bytes_written: c.user_bytes_written.load(Ordering::Relaxed),
             wal_syncs: c.wal_syncs.load(Ordering::Relaxed),
             write_groups: c.write_groups.load(Ordering::Relaxed),
+            flush_job: JobStats {
+                busy: c.flushing.load(Ordering::Relaxed),
+                errors: c.flush_errors.load(Ordering::Relaxed),
+                last_error: flush_error,
+            },
+            compaction_job: JobStats {
+                busy: c.compacting.load(Ordering::Relaxed),
+                errors: c.compaction_errors.load(Ordering::Relaxed),
+                last_error: compaction_error,
+            },
         }
     }
 }

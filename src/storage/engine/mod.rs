@@ -44,4 +44,4 @@ pub use memory::MemStore;
 pub use options::{
     DropTombstones, KeepTombstones, Limits, Options, SyncMode, TombstonePolicy, KEY_BYTES_CEILING,
 };
-pub use store::{KeyRange, Scan, Stats, Store};
+pub use store::{JobStats, KeyRange, Scan, Stats, Store};

@@ -12,6 +12,17 @@ pub type KeyRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 /// acknowledged before it was created; writes made while it runs may or may not appear.
 pub type Scan = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + Send>;
 
+/// What one kind of background job (flushes, compactions) is doing, and how it failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobStats {
+    /// A job of this kind is running now.
+    pub busy: bool,
+    /// Jobs of this kind that failed (each is retried).
+    pub errors: u64,
+    /// The last failure, if any ever happened.
+    pub last_error: Option<String>,
+}
+
 /// Counters and sizes, for `kvctl status` and for tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -36,6 +47,10 @@ pub struct Stats {
     pub user_bytes_written: u64,
     pub wal_syncs: u64,
     pub write_groups: u64,
+    /// The flush thread's work (rotated memtables written to level-0 tables).
+    pub flush_job: JobStats,
+    /// The compaction thread's work.
+    pub compaction_job: JobStats,
 }
 
 /// The storage engine as the node layer sees it. Implemented by the LSM

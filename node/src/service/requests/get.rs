@@ -14,9 +14,9 @@ use kvctl::wire::deadline::Deadline;
 use kvctl::wire::proto::{self, Consistency, ErrorKind, Request, Response};
 use kvctl::wire::transport::{size_allowance, TransportError, REQUEST_TIMEOUT};
 use serde_bytes::ByteBuf;
-use tokio::sync::mpsc;
 
 use super::{Requests, EMPTY_RING};
+use crate::driver::{Driver, Next};
 use crate::logic::coordinator::{Action, ReadCoordinator, ReadFailure, ReadOutcome};
 use crate::service::error;
 use crate::store::replica::INCOMING_SIBLINGS_MAX;
@@ -48,11 +48,8 @@ impl Requests {
             self.common.now_ms(),
             deadline.remaining().as_millis() as u64,
         );
-        let (tx, mut rx) = mpsc::channel(self.gossip.replication() + 1);
+        let mut driver = Driver::new(self.gossip.replication() + 1);
         let key = Arc::new(key);
-        let timer = tokio::time::sleep(Duration::ZERO);
-        tokio::pin!(timer);
-        let mut wake_at = None;
         let outcome = loop {
             while let Some(action) = c.poll_action() {
                 if action == Action::Local {
@@ -63,7 +60,7 @@ impl Requests {
                     }
                 }
                 let (tx, requests, key, budget) =
-                    (tx.clone(), self.clone(), key.clone(), budget.clone());
+                    (driver.sender(), self.clone(), key.clone(), budget.clone());
                 match action {
                     Action::Local => {
                         tokio::spawn(async move {
@@ -86,11 +83,10 @@ impl Requests {
             if let Some(outcome) = c.poll_outcome() {
                 break outcome;
             }
-            self.common
-                .set_timer(timer.as_mut(), &mut wake_at, c.poll_timeout());
-            tokio::select! {
-                Some((from, read)) = rx.recv() => c.on_reply(&from, read, self.common.now_ms()),
-                () = &mut timer => c.on_timeout(self.common.now_ms()),
+            let wake = c.poll_timeout().map(|ms| self.common.instant_at(ms));
+            match driver.next(wake).await {
+                Next::Event((from, read)) => c.on_reply(&from, read, self.common.now_ms()),
+                Next::Timeout | Next::Closed => c.on_timeout(self.common.now_ms()),
             }
         };
         match outcome {
