@@ -62,6 +62,7 @@ fn a_failing_flush_is_counted_with_its_error_and_retried() {
     });
     let after = engine.stats();
     assert_eq!(after.flush_job.last_error, Some(error));
+    assert!(after.flush_job.last_error_at_ms.is_some());
     assert!(!after.flush_job.busy || after.immutable_memtables > 0);
     for n in [0, written - 1] {
         assert_eq!(

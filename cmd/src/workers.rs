@@ -87,8 +87,18 @@ fn worker_row(w: &WorkerInfo) -> Vec<String> {
         w.progress.clone(),
         w.done.to_string(),
         w.errors.to_string(),
-        w.last_error.clone().unwrap_or_else(|| "-".into()),
+        match (&w.last_error, w.last_error_at_ms) {
+            (Some(e), Some(at)) => format!("{e} (at {})", time_of(at)),
+            (Some(e), None) => e.clone(),
+            (None, _) => "-".into(),
+        },
     ]
+}
+
+/// A wall-clock time in milliseconds since the epoch, as RFC 3339 (UTC, seconds).
+fn time_of(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 fn engine_line(e: &EngineInfo) -> String {
@@ -119,6 +129,7 @@ fn report_json(r: &Report) -> serde_json::Value {
                 "done": w.done,
                 "errors": w.errors,
                 "last_error": w.last_error,
+                "last_error_at": w.last_error_at_ms.map(time_of),
             })).collect::<Vec<_>>(),
             "engine": {
                 "last_seq": engine.last_seq,

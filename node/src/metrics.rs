@@ -336,6 +336,7 @@ mod tests {
                 done: 5,
                 errors: 0,
                 last_error: None,
+                last_error_at_ms: None,
             }],
             engine: Stats {
                 flushes: 2,

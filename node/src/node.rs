@@ -278,6 +278,7 @@ impl Node {
                 done,
                 errors: job.errors,
                 last_error: job.last_error.clone(),
+                last_error_at_ms: job.last_error_at_ms,
             };
         workers.push(engine_worker(
             "engine-flush",

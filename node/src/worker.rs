@@ -39,6 +39,7 @@ impl Workers {
             done: 0,
             errors: 0,
             last_error: None,
+            last_error_at_ms: None,
         }));
         let mut workers = self.workers.lock();
         if workers.len() >= WORKERS_MAX && !workers.contains_key(name) {
@@ -96,6 +97,7 @@ impl Worker {
         let mut info = self.info.lock();
         info.errors += 1;
         info.last_error = Some(error.to_string());
+        info.last_error_at_ms = Some(crate::service::wall_ms());
         if fatal {
             info.state = WorkerState::Failed;
         }
@@ -126,6 +128,7 @@ mod tests {
         let s = list.iter().find(|w| w.name == "tombstone-sweep").unwrap();
         assert_eq!(s.state, WorkerState::Idle);
         assert_eq!((s.errors, s.last_error.as_deref()), (1, Some("disk")));
+        assert!(s.last_error_at_ms.is_some_and(|at| at > 0));
         sweep.error("gone", true);
         assert!(workers
             .list()

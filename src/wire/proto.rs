@@ -211,6 +211,9 @@ pub struct WorkerInfo {
     pub errors: u64,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// When the last error came (wall clock, ms since the epoch); absent from older nodes.
+    #[serde(default)]
+    pub last_error_at_ms: Option<u64>,
 }
 
 /// A node's storage engine, in figures.

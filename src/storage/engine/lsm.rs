@@ -102,7 +102,14 @@ struct Counters {
     flush_errors: AtomicU64,
     compaction_errors: AtomicU64,
     /// The last flush failure and the last compaction failure, kept after later successes.
-    last_errors: Mutex<[Option<String>; 2]>,
+    last_errors: Mutex<[Option<(String, u64)>; 2]>,
+}
+
+/// The wall clock in milliseconds since the epoch (when a background job failed).
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Marks a kind of background job running until dropped.
@@ -571,7 +578,7 @@ impl Inner {
                 Ok(()) => bg.flush_error = None,
                 Err(e) => {
                     self.counters.flush_errors.fetch_add(1, Ordering::Relaxed);
-                    self.counters.last_errors.lock()[0] = Some(e.to_string());
+                    self.counters.last_errors.lock()[0] = Some((e.to_string(), wall_ms()));
                     bg.flush_error = Some(e.to_string());
                     self.background_cv.wait_for(&mut bg, BACKGROUND_RETRY);
                 }
@@ -741,7 +748,7 @@ impl Inner {
                     self.counters
                         .compaction_errors
                         .fetch_add(1, Ordering::Relaxed);
-                    self.counters.last_errors.lock()[1] = Some(e.to_string());
+                    self.counters.last_errors.lock()[1] = Some((e.to_string(), wall_ms()));
                     bg.compaction_error = Some(e.to_string());
                 }
             }
@@ -1094,12 +1101,14 @@ impl Inner {
             flush_job: JobStats {
                 busy: c.flushing.load(Ordering::Relaxed),
                 errors: c.flush_errors.load(Ordering::Relaxed),
-                last_error: flush_error,
+                last_error_at_ms: flush_error.as_ref().map(|e| e.1),
+                last_error: flush_error.map(|e| e.0),
             },
             compaction_job: JobStats {
                 busy: c.compacting.load(Ordering::Relaxed),
                 errors: c.compaction_errors.load(Ordering::Relaxed),
-                last_error: compaction_error,
+                last_error_at_ms: compaction_error.as_ref().map(|e| e.1),
+                last_error: compaction_error.map(|e| e.0),
             },
         }
     }

@@ -21,6 +21,8 @@ pub struct JobStats {
     pub errors: u64,
     /// The last failure, if any ever happened.
     pub last_error: Option<String>,
+    /// When the last failure came (wall clock, ms since the epoch).
+    pub last_error_at_ms: Option<u64>,
 }
 
 /// Counters and sizes, for `kvctl status` and for tests.
