@@ -6,9 +6,12 @@
 //! - [`version`]: dotted version vectors and siblings; [`actor_name`]: the names in their
 //!   clocks (and the rules of a node id), kept inline.
 //! - [`context`]: the causal context tokens nodes seal with the cluster secret.
+//! - [`layout`]: the versioned cluster layout (members, tokens, removed ids) and the
+//!   transition between two live versions.
 
 pub mod actor_name;
 pub mod context;
+pub mod layout;
 pub mod placement;
 pub mod ring;
 pub mod version;

@@ -2,6 +2,8 @@
 //! replies, and say what to do next. Nothing here imports tokio or quinn, so a deterministic
 //! simulator can drive them as the services do.
 //!
+//! - [`commit`]: committing a layout version at one point (single-decree Paxos per version
+//!   slot among the members of the version before it).
 //! - [`coordinator`]: gets and puts (which replicas to ask, counting toward the level,
 //!   merging, read repair, forwarding); [`quorum`]: counting replies toward a level.
 //! - [`membership`]: gossip membership (merging views, choosing whom to gossip with);
@@ -11,6 +13,7 @@
 //! - [`pacer`]: pacing the replica writer's fsyncs (a token bucket).
 //! - [`tombstones`]: when a delete's tombstone may be removed.
 
+pub mod commit;
 pub mod coordinator;
 pub mod failure_detector;
 pub mod handoff;
