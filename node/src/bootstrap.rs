@@ -9,7 +9,9 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::clock::wall_ms;
 
 use kvctl::model::context::{ClusterSecret, SecretError, SECRET_FILE};
 use kvctl::model::ring::{allocate_tokens, Ring};
@@ -188,12 +190,6 @@ pub fn write_durably(path: &Path, text: &str) -> Result<(), BootstrapError> {
 pub fn next_generation(previous: Option<u64>) -> u64 {
     let now = wall_ms();
     previous.map_or(now, |p| now.max(p + 1))
-}
-
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// This start's gossip generation, above the last start's even if the clock was set back,

@@ -16,13 +16,14 @@
 //!   migration.
 //! - [`worker`]: named background workers and what they report (`kvctl workers`);
 //!   [`metrics`]: Prometheus metrics and `/metrics`; [`complaints`]: the rate-limited log of
-//!   what the node refused.
+//!   what the node refused; [`clock`]: the wall clock.
 //!
 //! `docs/architecture.md` says where each behaviour of the design lives.
 
 pub mod access;
 pub mod admission;
 pub mod bootstrap;
+pub mod clock;
 pub mod complaints;
 pub mod config;
 pub mod driver;
@@ -35,5 +36,4 @@ pub mod store;
 pub mod worker;
 
 pub use config::NodeConfig;
-pub use kvctl::model::placement;
 pub use node::{Node, NodeError};

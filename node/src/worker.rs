@@ -97,7 +97,7 @@ impl Worker {
         let mut info = self.info.lock();
         info.errors += 1;
         info.last_error = Some(error.to_string());
-        info.last_error_at_ms = Some(crate::service::wall_ms());
+        info.last_error_at_ms = Some(crate::clock::wall_ms());
         if fatal {
             info.state = WorkerState::Failed;
         }

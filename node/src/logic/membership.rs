@@ -416,13 +416,13 @@ impl Membership {
     }
 }
 
-/// The members' addresses and states at one time, for [`crate::placement`].
+/// The members' addresses and states at one time, for [`kvctl::model::placement`].
 pub struct MembersAt<'a> {
     membership: &'a Membership,
     now_ms: u64,
 }
 
-impl crate::placement::Members for MembersAt<'_> {
+impl kvctl::model::placement::Members for MembersAt<'_> {
     fn addr_of(&self, id: &str) -> Option<SocketAddr> {
         self.membership.addr_of(id)
     }

@@ -11,7 +11,7 @@
 //! in place), all zero when empty; the root is the hash of the leaves in order.
 //!
 //! The tree is rebuilt from the engine for each comparison (one ordered scan of the range, see
-//! [`crate::store::keyspace::data_ranges`]) rather than kept up to date on every write: writes pay
+//! `store::keyspace::data_ranges`) rather than kept up to date on every write: writes pay
 //! nothing, and a repair reads each range once per replica.
 
 use kvctl::model::ring::{token_of, Token};

@@ -23,3 +23,8 @@ pub mod pacer;
 pub mod quorum;
 pub mod repair;
 pub mod tombstones;
+
+/// Largest encoding of one key's stored versions (all siblings with their clocks): it must fit
+/// in a message, or the key could no longer be read from another replica. One 16 MiB value
+/// fits; concurrent writes beyond this are refused with a clear error.
+pub const STORED_VERSIONS_BYTES_MAX: usize = kvctl::wire::proto::MESSAGE_BYTES_MAX - (512 << 10);

@@ -21,7 +21,7 @@ use kvctl::model::ring::Token;
 use kvctl::model::version::{Siblings, SIBLINGS_MAX};
 
 use crate::logic::merkle::{self, Hash};
-use crate::store::replica::STORED_VERSIONS_BYTES_MAX;
+use crate::logic::STORED_VERSIONS_BYTES_MAX;
 
 /// A replica's keys of a token range with their stored (encoded) versions.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;

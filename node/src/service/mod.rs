@@ -22,7 +22,7 @@ pub mod replica;
 pub mod requests;
 pub mod tombstones;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use kvctl::wire::proto::{ErrorKind, Response};
 use kvctl::wire::transport::Transport;
@@ -73,12 +73,7 @@ impl Common {
     }
 }
 
-/// The wall clock in milliseconds since the epoch (what tombstones and hints are dated with).
-pub fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::clock::wall_ms;
 
 /// An error reply.
 pub fn error(kind: ErrorKind, message: impl std::fmt::Display) -> Response {

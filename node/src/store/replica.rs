@@ -37,10 +37,7 @@ use crate::store::keyspace::{
 };
 use crate::store::lease::{DotLease, LeaseError};
 
-/// Largest encoding of one key's stored versions (all siblings with their clocks): it must fit
-/// in a message, or the key could no longer be read from another replica. One 16 MiB value
-/// fits; concurrent writes beyond this are refused with a clear error.
-pub const STORED_VERSIONS_BYTES_MAX: usize = kvctl::wire::proto::MESSAGE_BYTES_MAX - (512 << 10);
+pub use crate::logic::STORED_VERSIONS_BYTES_MAX;
 
 /// A round is made durable once it holds this many bytes (or no write is waiting).
 const ROUND_BYTES_MAX: usize = 16 << 20;

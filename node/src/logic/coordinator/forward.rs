@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use super::Action;
-use crate::placement::{Replicas, Target};
+use kvctl::model::placement::{Replicas, Target};
 
 /// What to do with a put.
 #[derive(Debug)]

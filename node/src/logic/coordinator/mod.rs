@@ -53,7 +53,7 @@ pub(crate) mod tests {
 
     use kvctl::model::version::{new_version_against, Siblings, VClock, Version};
 
-    use crate::placement::Target;
+    use kvctl::model::placement::Target;
 
     /// What `actions` ask for, by name: "local", or the node sent to.
     pub fn named(actions: impl Iterator<Item = super::Action>) -> Vec<String> {

@@ -13,8 +13,8 @@ use kvctl::wire::proto::Consistency;
 
 use super::{no_reply, Action, DOWN};
 use crate::logic::quorum::{Quorum, QuorumNotReached};
-use crate::placement::Target;
-use crate::store::replica::STORED_VERSIONS_BYTES_MAX;
+use crate::logic::STORED_VERSIONS_BYTES_MAX;
+use kvctl::model::placement::Target;
 
 /// Why a replica's versions could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use kvctl::wire::proto::Consistency;
 
 use super::{no_reply, Action, DOWN};
 use crate::logic::quorum::{Quorum, QuorumNotReached};
-use crate::placement::Target;
+use kvctl::model::placement::Target;
 
 /// How a put ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
