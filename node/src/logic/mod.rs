@@ -8,6 +8,8 @@
 //!   merging, read repair, forwarding); [`quorum`]: counting replies toward a level.
 //! - [`membership`]: gossip membership (merging views, choosing whom to gossip with);
 //!   [`failure_detector`]: phi accrual.
+//! - [`layouts`]: the live layout versions and the transition rules (write sets, read
+//!   version, retiring, dropping data).
 //! - [`handoff`]: replaying a target's hints, paced and bounded.
 //! - [`repair`]: repairing a token range across its replicas; [`merkle`]: a range's tree.
 //! - [`pacer`]: pacing the replica writer's fsyncs (a token bucket).
@@ -17,6 +19,7 @@ pub mod commit;
 pub mod coordinator;
 pub mod failure_detector;
 pub mod handoff;
+pub mod layouts;
 pub mod membership;
 pub mod merkle;
 pub mod pacer;

@@ -93,6 +93,89 @@ impl Quorum {
     }
 }
 
+/// How a replica's write counted in the sets of a layout transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The replica stored it.
+    Durable,
+    /// A hint for it is stored: it counts in the sets of versions the replica already served
+    /// (the hint reaches it later), never in a set it is joining.
+    Hinted,
+}
+
+/// A write's level counted in each live layout version's replica set at once: met only when it
+/// is met in every set (a node in several sets counts in each). A hint counts only in the sets
+/// of the versions before the newest: a joining replica's data must really be there.
+#[derive(Debug)]
+pub struct QuorumSets {
+    sets: Vec<(Vec<String>, Quorum)>,
+}
+
+impl QuorumSets {
+    /// Sets oldest first, the last the newest version's.
+    pub fn new(level: Consistency, sets: Vec<Vec<String>>) -> QuorumSets {
+        QuorumSets {
+            sets: sets
+                .into_iter()
+                .map(|set| {
+                    let quorum = Quorum::new(level, set.len());
+                    (set, quorum)
+                })
+                .collect(),
+        }
+    }
+
+    /// Every replica of any set, once each, in order of first appearance.
+    pub fn replicas(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for (set, _) in &self.sets {
+            for id in set {
+                if !all.contains(id) {
+                    all.push(id.clone());
+                }
+            }
+        }
+        all
+    }
+
+    pub fn ok(&mut self, node: &str, how: Stored) {
+        let newest = self.sets.len().saturating_sub(1);
+        for (i, (set, quorum)) in self.sets.iter_mut().enumerate() {
+            if set.iter().any(|n| n == node) {
+                if how == Stored::Hinted && i == newest && newest > 0 {
+                    quorum.fail(node, "a hint does not count toward a version it joins");
+                } else {
+                    quorum.ok();
+                }
+            }
+        }
+    }
+
+    pub fn fail(&mut self, node: &str, reason: &str) {
+        for (set, quorum) in &mut self.sets {
+            if set.iter().any(|n| n == node) {
+                quorum.fail(node, reason);
+            }
+        }
+    }
+
+    pub fn reached(&self) -> bool {
+        self.sets.iter().all(|(_, q)| q.reached())
+    }
+
+    pub fn impossible(&self) -> bool {
+        self.sets.iter().any(|(_, q)| q.impossible())
+    }
+
+    /// Why the level is not met: the first set where it is not.
+    pub fn error(&self) -> Option<QuorumNotReached> {
+        self.sets
+            .iter()
+            .find(|(_, q)| !q.reached())
+            .map(|(_, q)| q.error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +199,42 @@ mod tests {
             text,
             "consistency ALL needs 3 of 3 replicas, reached 1; node-3: down"
         );
+    }
+
+    fn ids(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// During a join, QUORUM must be met in the old set and in the new one; a node in both
+    /// counts in each; a hint counts in the old set only.
+    #[test]
+    fn quorum_sets_need_every_version() {
+        let old = ids(&["a", "b", "c"]);
+        let new = ids(&["a", "b", "d"]);
+        let mut q = QuorumSets::new(Consistency::Quorum, vec![old.clone(), new.clone()]);
+        assert_eq!(q.replicas(), ids(&["a", "b", "c", "d"]));
+        q.ok("c", Stored::Durable);
+        q.ok("d", Stored::Durable);
+        assert!(!q.reached());
+        q.ok("a", Stored::Durable);
+        assert!(q.reached());
+
+        // c and d hinted: the old set counts c's hint, the new set not d's.
+        let mut q = QuorumSets::new(Consistency::Quorum, vec![old.clone(), new.clone()]);
+        q.ok("a", Stored::Durable);
+        q.ok("c", Stored::Hinted);
+        q.ok("d", Stored::Hinted);
+        assert!(!q.reached());
+        q.fail("b", "down");
+        assert!(q.impossible());
+        let e = q.error().unwrap().to_string();
+        assert!(e.contains("needs 2 of 3"), "{e}");
+        assert!(e.contains("d: a hint does not count"), "{e}");
+
+        // One live version: a hint counts as before.
+        let mut q = QuorumSets::new(Consistency::Quorum, vec![old]);
+        q.ok("a", Stored::Durable);
+        q.ok("c", Stored::Hinted);
+        assert!(q.reached());
     }
 }
