@@ -108,7 +108,9 @@ pub enum Stored {
 /// of the versions before the newest: a joining replica's data must really be there.
 #[derive(Debug)]
 pub struct QuorumSets {
-    sets: Vec<(Vec<String>, Quorum)>,
+    /// Each set's members (`None`: the only set, of every replica asked, as outside a layout
+    /// change: nothing to look up) and its count.
+    sets: Vec<(Option<Vec<String>>, Quorum)>,
 }
 
 impl QuorumSets {
@@ -119,29 +121,27 @@ impl QuorumSets {
                 .into_iter()
                 .map(|set| {
                     let quorum = Quorum::new(level, set.len());
-                    (set, quorum)
+                    (Some(set), quorum)
                 })
                 .collect(),
         }
     }
 
-    /// Every replica of any set, once each, in order of first appearance.
-    pub fn replicas(&self) -> Vec<String> {
-        let mut all: Vec<String> = Vec::new();
-        for (set, _) in &self.sets {
-            for id in set {
-                if !all.contains(id) {
-                    all.push(id.clone());
-                }
-            }
+    /// One set of `replicas` replicas, every one asked counting in it (no layout change).
+    pub fn single(level: Consistency, replicas: usize) -> QuorumSets {
+        QuorumSets {
+            sets: vec![(None, Quorum::new(level, replicas))],
         }
-        all
+    }
+
+    fn holds(set: &Option<Vec<String>>, node: &str) -> bool {
+        set.as_ref().is_none_or(|set| set.iter().any(|n| n == node))
     }
 
     pub fn ok(&mut self, node: &str, how: Stored) {
         let newest = self.sets.len().saturating_sub(1);
         for (i, (set, quorum)) in self.sets.iter_mut().enumerate() {
-            if set.iter().any(|n| n == node) {
+            if Self::holds(set, node) {
                 if how == Stored::Hinted && i == newest && newest > 0 {
                     quorum.fail(node, "a hint does not count toward a version it joins");
                 } else {
@@ -153,7 +153,7 @@ impl QuorumSets {
 
     pub fn fail(&mut self, node: &str, reason: &str) {
         for (set, quorum) in &mut self.sets {
-            if set.iter().any(|n| n == node) {
+            if Self::holds(set, node) {
                 quorum.fail(node, reason);
             }
         }
@@ -212,7 +212,6 @@ mod tests {
         let old = ids(&["a", "b", "c"]);
         let new = ids(&["a", "b", "d"]);
         let mut q = QuorumSets::new(Consistency::Quorum, vec![old.clone(), new.clone()]);
-        assert_eq!(q.replicas(), ids(&["a", "b", "c", "d"]));
         q.ok("c", Stored::Durable);
         q.ok("d", Stored::Durable);
         assert!(!q.reached());
@@ -233,6 +232,10 @@ mod tests {
 
         // One live version: a hint counts as before.
         let mut q = QuorumSets::new(Consistency::Quorum, vec![old]);
+        q.ok("a", Stored::Durable);
+        q.ok("c", Stored::Hinted);
+        assert!(q.reached());
+        let mut q = QuorumSets::single(Consistency::Quorum, 3);
         q.ok("a", Stored::Durable);
         q.ok("c", Stored::Hinted);
         assert!(q.reached());

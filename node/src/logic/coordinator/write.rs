@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use kvctl::wire::proto::Consistency;
 
 use super::{no_reply, Action, DOWN};
-use crate::logic::quorum::{Quorum, QuorumNotReached};
+use crate::logic::quorum::{QuorumNotReached, QuorumSets, Stored};
 use kvctl::model::placement::Target;
 
 /// How a put ended.
@@ -74,7 +74,8 @@ pub struct WriteCoordinator {
     me: String,
     level: Consistency,
     hinting: Hinting,
-    quorum: Quorum,
+    /// The level, counted in every live layout version's replica set.
+    quorum: QuorumSets,
     replicas: Vec<Replica>,
     /// This node's own copy: durable (`Some(true)`), failed, or on its way.
     local: Option<bool>,
@@ -101,11 +102,66 @@ impl WriteCoordinator {
         budget_ms: u64,
         hinting: Hinting,
     ) -> WriteCoordinator {
+        let quorum = QuorumSets::single(level, replicas.len());
+        Self::build(
+            me,
+            replicas.iter(),
+            quorum,
+            level,
+            now_ms,
+            budget_ms,
+            hinting,
+        )
+    }
+
+    /// A put during a layout change: the level must be met in each of `sets`, the replicas
+    /// of each live version (oldest first). A replica in several sets is asked once and counts
+    /// in each; a hint counts only in the sets of versions the replica served before the
+    /// newest (see [`QuorumSets`]).
+    pub fn in_sets(
+        me: &str,
+        sets: &[Vec<Target>],
+        level: Consistency,
+        now_ms: u64,
+        budget_ms: u64,
+        hinting: Hinting,
+    ) -> WriteCoordinator {
+        let mut replicas: Vec<&Target> = Vec::new();
+        for target in sets.iter().flatten() {
+            if !replicas.iter().any(|r| r.id == target.id) {
+                replicas.push(target);
+            }
+        }
+        let ids = sets
+            .iter()
+            .map(|set| set.iter().map(|t| t.id.clone()).collect())
+            .collect();
+        let quorum = QuorumSets::new(level, ids);
+        Self::build(
+            me,
+            replicas.into_iter(),
+            quorum,
+            level,
+            now_ms,
+            budget_ms,
+            hinting,
+        )
+    }
+
+    fn build<'t>(
+        me: &str,
+        replicas: impl ExactSizeIterator<Item = &'t Target>,
+        quorum: QuorumSets,
+        level: Consistency,
+        now_ms: u64,
+        budget_ms: u64,
+        hinting: Hinting,
+    ) -> WriteCoordinator {
         let mut c = WriteCoordinator {
             me: me.to_string(),
             level,
             hinting,
-            quorum: Quorum::new(level, replicas.len()),
+            quorum,
             replicas: Vec::with_capacity(replicas.len()),
             local: None,
             held: Vec::new(),
@@ -189,14 +245,14 @@ impl WriteCoordinator {
             self.local = Some(durable);
             self.settle(from);
             match stored {
-                Ok(()) => self.count_ok(),
+                Ok(()) => self.count_ok(from, Stored::Durable),
                 Err(WriteFailure::Missed(reason) | WriteFailure::Refused(reason)) => {
                     self.count_fail(from, reason)
                 }
             }
             for id in std::mem::take(&mut self.held) {
                 if durable {
-                    self.count_ok();
+                    self.count_ok(&id, Stored::Hinted);
                 } else {
                     self.count_fail(&id, HINT_WITHOUT_COPY.to_string());
                 }
@@ -206,7 +262,7 @@ impl WriteCoordinator {
         match (state, stored) {
             (_, Ok(())) => {
                 self.settle(from);
-                self.count_ok();
+                self.count_ok(from, Stored::Durable);
             }
             (State::Asked, Err(WriteFailure::Missed(reason))) => {
                 self.set_asked(from, false);
@@ -236,7 +292,7 @@ impl WriteCoordinator {
             Ok(()) if self.level != Consistency::All => {
                 self.settle(target);
                 match self.local {
-                    Some(true) => self.count_ok(),
+                    Some(true) => self.count_ok(target, Stored::Hinted),
                     None => self.held.push(target.to_string()),
                     Some(false) => self.count_fail(target, HINT_WITHOUT_COPY.to_string()),
                 }
@@ -339,15 +395,15 @@ impl WriteCoordinator {
         }
     }
 
-    fn count_ok(&mut self) {
+    fn count_ok(&mut self, id: &str, how: Stored) {
         if !self.done {
-            self.quorum.ok();
+            self.quorum.ok(id, how);
         }
     }
 
     fn count_fail(&mut self, id: &str, reason: String) {
         if !self.done {
-            self.quorum.fail(id, reason);
+            self.quorum.fail(id, &reason);
         }
     }
 
@@ -358,7 +414,8 @@ impl WriteCoordinator {
         if self.quorum.reached() {
             self.finish(WriteOutcome::Done);
         } else if self.replicas.iter().all(|r| r.state == State::Settled) && self.held.is_empty() {
-            self.finish(WriteOutcome::Failed(self.quorum.error()));
+            let error = self.quorum.error().expect("the level is not met");
+            self.finish(WriteOutcome::Failed(error));
         }
     }
 
@@ -673,5 +730,57 @@ mod tests {
         assert_eq!(c.poll_outcome(), Some(WriteOutcome::Done));
         c.on_timeout(400);
         assert!(c.is_settled());
+    }
+
+    /// During a layout change the level is met in the old set and in the new one: a replica in
+    /// both is asked once and counts in each; the joining replica's hint does not count toward
+    /// the new set, so a write its new owners do not hold is not acknowledged.
+    #[test]
+    fn a_write_during_a_change_meets_the_level_in_every_live_set() {
+        let old = targets("1 2 3", "");
+        let new = targets("1 2 4", "");
+        let mut c = WriteCoordinator::in_sets(
+            "node-1",
+            &[old, new],
+            Consistency::Quorum,
+            0,
+            100,
+            Hinting::On,
+        );
+        assert_eq!(sends(&mut c), ["node-2", "node-3", "node-4"]);
+        c.on_local(Ok(()));
+        c.on_reply("node-3", Ok(()));
+        // The old set has two of three; the new one only node-1.
+        assert_eq!(c.poll_outcome(), None);
+        c.on_reply("node-4", Ok(()));
+        assert_eq!(c.poll_outcome(), Some(WriteOutcome::Done));
+
+        // node-4 (joining) down: its hint keeps the write for it but does not count; node-2
+        // refusing leaves the new set one short.
+        let old = targets("1 2 3", "");
+        let new = targets("1 2 4", "4");
+        let mut c = WriteCoordinator::in_sets(
+            "node-1",
+            &[old, new],
+            Consistency::Quorum,
+            0,
+            100,
+            Hinting::On,
+        );
+        assert_eq!(sends(&mut c), ["node-2", "node-3", "hint node-4"]);
+        c.on_local(Ok(()));
+        c.on_hinted("node-4", Ok(()));
+        c.on_reply("node-3", Ok(()));
+        assert_eq!(c.poll_outcome(), None);
+        c.on_reply("node-2", Err(WriteFailure::Refused("full".into())));
+        let Some(WriteOutcome::Failed(e)) = c.poll_outcome() else {
+            panic!("the new set cannot reach QUORUM")
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("consistency QUORUM needs 2 of 3 replicas, reached 1"),
+            "{text}"
+        );
+        assert!(text.contains("node-4: a hint does not count"), "{text}");
     }
 }
