@@ -12,6 +12,8 @@
 //!   version, retiring, dropping data).
 //! - [`handoff`]: replaying a target's hints, paced and bounded.
 //! - [`repair`]: repairing a token range across its replicas; [`merkle`]: a range's tree.
+//! - [`pull`]: pulling a range into a new layout version from a write quorum of its old
+//!   replicas, resumable from its saved progress.
 //! - [`pacer`]: pacing the replica writer's fsyncs (a token bucket).
 //! - [`tombstones`]: when a delete's tombstone may be removed.
 
@@ -23,6 +25,7 @@ pub mod layouts;
 pub mod membership;
 pub mod merkle;
 pub mod pacer;
+pub mod pull;
 pub mod quorum;
 pub mod repair;
 pub mod tombstones;
