@@ -37,6 +37,9 @@ _kvctl() {
             kvctl,help)
                 cmd="kvctl__subcmd__help"
                 ;;
+            kvctl,layout)
+                cmd="kvctl__subcmd__layout"
+                ;;
             kvctl,node)
                 cmd="kvctl__subcmd__node"
                 ;;
@@ -127,6 +130,9 @@ _kvctl() {
             kvctl__subcmd__help,help)
                 cmd="kvctl__subcmd__help__subcmd__help"
                 ;;
+            kvctl__subcmd__help,layout)
+                cmd="kvctl__subcmd__help__subcmd__layout"
+                ;;
             kvctl__subcmd__help,node)
                 cmd="kvctl__subcmd__help__subcmd__node"
                 ;;
@@ -188,7 +194,7 @@ _kvctl() {
 
     case "${cmd}" in
         kvctl)
-            opts="-h -V --home --help --version node cluster status ring get put delete shell repair workers bench cert completions help"
+            opts="-h -V --home --help --version node cluster status ring get put delete shell repair workers layout bench cert completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -714,7 +720,7 @@ _kvctl() {
             return 0
             ;;
         kvctl__subcmd__help)
-            opts="node cluster status ring get put delete shell repair workers bench cert completions help"
+            opts="node cluster status ring get put delete shell repair workers layout bench cert completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -909,6 +915,20 @@ _kvctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        kvctl__subcmd__help__subcmd__layout)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         kvctl__subcmd__help__subcmd__node)
             opts="start"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1014,6 +1034,32 @@ _kvctl() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        kvctl__subcmd__layout)
+            opts="-h -V --node --output --home --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --node)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --home)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -53,6 +53,9 @@ pub enum Command {
     Repair(RepairArgs),
     /// Each node's background workers (state, progress, errors) and its engine's figures.
     Workers(WorkersArgs),
+    /// The cluster layout: its version, the versions live during a change, and each node's
+    /// address, datacenter, rack, tokens and state.
+    Layout(LayoutArgs),
     /// Run a YCSB-style workload against the cluster and report throughput and latency.
     Bench(BenchArgs),
     /// Create a cluster CA and node or client certificates for clusters on several machines.
@@ -257,6 +260,15 @@ fn parse_token_range(s: &str) -> Result<(u128, u128), String> {
         .split_once(':')
         .ok_or_else(|| format!("{s:?} is not a range: write AFTER:UPTO"))?;
     Ok((parse_token(after)?, parse_token(upto)?))
+}
+
+#[derive(Debug, Args)]
+pub struct LayoutArgs {
+    /// Ask this node (default: any node of the cluster).
+    #[arg(long, value_name = "ADDR")]
+    pub node: Option<SocketAddr>,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]

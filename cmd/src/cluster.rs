@@ -10,9 +10,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use kvctl::client::home::{self, ClusterFile, NodeEntry};
 use kvctl::client::Client;
 use kvctl::model::context::{ClusterSecret, SECRET_FILE};
+use kvctl::model::layout::{Layout, LayoutMember, DEFAULT_DC, DEFAULT_RACK};
 use kvctl::model::ring::build_balanced;
 use kvctl::wire::certs::{self, Validity};
 use kvctl::wire::role::Role;
+use kvctl_node::logic::layouts::LayoutHistory;
+use kvctl_node::store::layout::LayoutState;
 use kvctl_shell::view::{self, StatusView};
 
 use crate::cli::{ClusterUpArgs, Output, StatusArgs};
@@ -79,7 +82,48 @@ fn create(home: &Path, args: &ClusterUpArgs) -> anyhow::Result<ClusterFile> {
         nodes,
     };
     home::write(home, &cluster)?;
+    ensure_layout(home, &cluster)?;
     Ok(cluster)
+}
+
+/// Gives a cluster whose nodes hold no layout yet (new, or made by an earlier kvctl) its first
+/// version: every node of the cluster file with the tokens in its directory, written into each
+/// node's directory. A cluster where any node holds a layout keeps it (nodes without one join).
+fn ensure_layout(home: &Path, cluster: &ClusterFile) -> anyhow::Result<()> {
+    let dirs: Vec<PathBuf> = cluster.nodes.iter().map(|n| node_dir(home, n)).collect();
+    for dir in &dirs {
+        if LayoutState::open(dir)?.is_some() {
+            return Ok(());
+        }
+    }
+    let mut members = Vec::new();
+    for (node, dir) in cluster.nodes.iter().zip(&dirs) {
+        let path = dir.join("tokens");
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let tokens = text
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<Vec<u128>, _>>()
+            .with_context(|| format!("{} is corrupt", path.display()))?;
+        members.push((
+            node.id.clone(),
+            LayoutMember {
+                addr: node.addr,
+                dc: DEFAULT_DC.into(),
+                rack: DEFAULT_RACK.into(),
+                tokens,
+            },
+        ));
+    }
+    let state = LayoutState {
+        history: LayoutHistory::new(Layout::initial(cluster.replication, members)),
+        acceptor: None,
+    };
+    for dir in &dirs {
+        state.save(dir)?;
+    }
+    Ok(())
 }
 
 /// Gives a cluster made by an earlier kvctl, which had no cluster secret, one: in the home's
@@ -206,6 +250,7 @@ pub async fn up(home: &Path, args: ClusterUpArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     };
     ensure_secret(home, &cluster)?;
+    ensure_layout(home, &cluster)?;
     if let Some(unknown) = args
         .node
         .iter()

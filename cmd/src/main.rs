@@ -17,6 +17,7 @@ mod cluster;
 mod completions;
 mod disk;
 mod kv;
+mod layout;
 mod node;
 mod output;
 mod process;
@@ -106,6 +107,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Repair(args) => runtime()?.block_on(repair::run(&home()?, args))?,
         Command::Workers(args) => runtime()?.block_on(workers::run(&home()?, args))?,
+        Command::Layout(args) => runtime()?.block_on(layout::run(&home()?, args))?,
         Command::Bench(args) if args.workload == Workload::Fsync => {
             let dir = match &args.dir {
                 Some(dir) => dir.clone(),

@@ -7,7 +7,8 @@ use std::path::Path;
 use kvctl::storage::engine::Limits;
 use kvctl_node::bootstrap::{self, Bootstrapped, StartOptions};
 use kvctl_node::config::{
-    GossipConfig, HintsConfig, RepairConfig, ReplicaConfig, RequestsConfig, TombstonesConfig,
+    GossipConfig, HintsConfig, LayoutConfig, RepairConfig, ReplicaConfig, RequestsConfig,
+    TombstonesConfig,
 };
 use kvctl_node::store::hints::HintLimits;
 use kvctl_node::{admission, Node, NodeConfig};
@@ -29,7 +30,7 @@ async fn shutdown_signal() {
 }
 
 /// The node's configuration from its flags and what its start decided.
-fn config(args: &NodeStartArgs, started: &Bootstrapped) -> NodeConfig {
+fn config(args: &NodeStartArgs, dir: &Path, started: &Bootstrapped) -> NodeConfig {
     NodeConfig {
         id: started.id.clone(),
         listen: args.listen,
@@ -70,6 +71,9 @@ fn config(args: &NodeStartArgs, started: &Bootstrapped) -> NodeConfig {
         tombstones: TombstonesConfig {
             grace: args.tombstone_grace,
         },
+        layout: LayoutConfig {
+            dir: dir.to_path_buf(),
+        },
         metrics_listen: args.metrics_listen,
     }
 }
@@ -86,15 +90,18 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         node_id: args.node_id.clone(),
         seeds: args.seeds.clone(),
         vnodes: args.vnodes,
+        listen: args.listen,
+        replication: args.replication,
     })
     .await?;
-    let config = config(&args, &started);
+    let config = config(&args, dir, &started);
     let Bootstrapped {
         id,
         identity,
         lease,
         engine,
         tokens,
+        layout,
         ..
     } = started;
     let pid_path = dir.join("node.pid");
@@ -107,7 +114,7 @@ pub async fn start(args: NodeStartArgs, dir: &Path) -> anyhow::Result<()> {
         dir.join("data").display()
     );
     config.validate()?;
-    let result = Node::run(config, &identity, engine, lease, shutdown_signal()).await;
+    let result = Node::run(config, &identity, engine, lease, layout, shutdown_signal()).await;
     let _ = fs::remove_file(&pid_path);
     result?;
     println!("node {id} stopped");

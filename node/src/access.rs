@@ -35,6 +35,10 @@ pub fn needs(request: &Request) -> (Needs, &'static str) {
         Request::ReplicaScan { .. } => (Needs::Node, "replica scan"),
         Request::MerkleTree { .. } => (Needs::Node, "Merkle tree"),
         Request::RangeSynced { .. } => (Needs::Node, "range synced"),
+        Request::LayoutGet => (Needs::Role(Role::App), "layout"),
+        Request::LayoutPrepare { .. } => (Needs::Node, "layout prepare"),
+        Request::LayoutAccept { .. } => (Needs::Node, "layout accept"),
+        Request::LayoutCommit { .. } => (Needs::Node, "layout commit"),
     }
 }
 

@@ -5,6 +5,7 @@
 //! Everything a start decides is written down durably in the node's directory before the node
 //! serves, so the next start finds the same id, tokens and lease.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,13 +15,18 @@ use std::time::Duration;
 use crate::clock::wall_ms;
 
 use kvctl::model::context::{ClusterSecret, SecretError, SECRET_FILE};
+use kvctl::model::layout::{Change, Layout, LayoutError, LayoutMember, DEFAULT_DC, DEFAULT_RACK};
 use kvctl::model::ring::{allocate_tokens, Ring};
 use kvctl::storage::engine::Engine;
 use kvctl::wire::certs::{self, CertError};
-use kvctl::wire::proto::{Request, Response};
+use kvctl::wire::proto::{ErrorKind, Request, Response};
 use kvctl::wire::tls::{Identity, TlsError};
 use kvctl::wire::transport::{Transport, TransportError};
 
+use crate::logic::commit::Outcome;
+use crate::logic::layouts::LayoutHistory;
+use crate::propose::{announce, propose};
+use crate::store::layout::{LayoutFileError, LayoutState};
 use crate::store::lease::{DotLease, LeaseError};
 use crate::store::migration;
 
@@ -81,6 +87,23 @@ pub enum BootstrapError {
     },
     #[error("no seed answered within {} s: {seeds:?}", JOIN_TIMEOUT.as_secs())]
     NoSeed { seeds: Vec<SocketAddr> },
+    #[error(
+        "node {id} was removed from the cluster at layout version {at}: a removed node never \
+         comes back; wipe its directory and start it under a new id (`kvctl cert node --id \
+         <new id>`) to join as a new node"
+    )]
+    Removed { id: String, at: u64 },
+    #[error(
+        "the seed at {seed} runs an earlier release, without a versioned layout, and this node \
+         is not in its view: upgrade the cluster's nodes before adding one"
+    )]
+    SeedsTooOld { seed: SocketAddr },
+    #[error("joining the cluster: {0}")]
+    Layout(LayoutError),
+    #[error("joining the cluster failed within {} s: {why}", JOIN_TIMEOUT.as_secs())]
+    JoinFailed { why: String },
+    #[error(transparent)]
+    LayoutFile(#[from] LayoutFileError),
     #[error("opening the storage engine in {}: {source}", dir.display())]
     Engine {
         dir: PathBuf,
@@ -97,6 +120,10 @@ pub struct StartOptions {
     pub seeds: Vec<SocketAddr>,
     /// Tokens to take on the first start.
     pub vnodes: usize,
+    /// The address the node listens on (and is reached at).
+    pub listen: SocketAddr,
+    /// Replicas per key, for the first version of a new cluster's layout.
+    pub replication: usize,
 }
 
 /// What a start found and decided: all a [`crate::Node`] needs besides its configuration.
@@ -108,6 +135,8 @@ pub struct Bootstrapped {
     pub tokens: Vec<u128>,
     pub generation: u64,
     pub engine: Engine,
+    /// The layout, this node a member of its newest version.
+    pub layout: LayoutState,
 }
 
 /// Starts a node in `options.dir`: checks who it is, takes its lease, its tokens and its
@@ -123,7 +152,7 @@ pub async fn bootstrap(options: &StartOptions) -> Result<Bootstrapped, Bootstrap
     let secret = ClusterSecret::read(&dir.join("certs").join(SECRET_FILE))?;
     let lease = DotLease::open(dir.join("dot-lease"))?;
     check_id_free(&options.seeds, &id, lease.incarnation(), &identity).await?;
-    let tokens = tokens(options, &id, &identity).await?;
+    let (tokens, layout) = layout_and_tokens(options, &id, &identity).await?;
     let data = dir.join("data");
     let (engine, _) = migration::open(&data, crate::store::replica::engine_options())
         .map_err(|source| BootstrapError::Engine { dir: data, source })?;
@@ -136,6 +165,7 @@ pub async fn bootstrap(options: &StartOptions) -> Result<Bootstrapped, Bootstrap
         tokens,
         generation,
         engine,
+        layout,
     })
 }
 
@@ -218,67 +248,232 @@ fn generation(dir: &Path) -> Result<u64, BootstrapError> {
     Ok(generation)
 }
 
-/// The node's tokens: kept from an earlier start, else chosen against the ring the seeds
-/// report (or evenly spaced for the first node), and written down before the node serves.
-async fn tokens(
+/// The tokens an earlier start wrote down, if any.
+fn kept_tokens(dir: &Path) -> Result<Option<Vec<u128>>, BootstrapError> {
+    let path = dir.join("tokens");
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let corrupt = |reason: String| BootstrapError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let tokens: Result<Vec<u128>, _> = text.split_whitespace().map(str::parse).collect();
+    let tokens = tokens.map_err(|e| corrupt(e.to_string()))?;
+    if tokens.is_empty() {
+        return Err(corrupt("it lists no tokens".into()));
+    }
+    Ok(Some(tokens))
+}
+
+/// The node's layout and its tokens in it: the layout it kept; else, for the first node (no
+/// seeds), a first version of itself alone; else the cluster's, after this node's join was
+/// committed there. Both are written down before the node serves.
+async fn layout_and_tokens(
     options: &StartOptions,
     id: &str,
     identity: &Identity,
-) -> Result<Vec<u128>, BootstrapError> {
-    let path = options.dir.join("tokens");
-    if let Ok(text) = fs::read_to_string(&path) {
-        let tokens: Result<Vec<u128>, _> = text.split_whitespace().map(str::parse).collect();
-        let corrupt = |reason: String| BootstrapError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let tokens = tokens.map_err(|e| corrupt(e.to_string()))?;
-        if tokens.is_empty() {
-            return Err(corrupt("it lists no tokens".into()));
+) -> Result<(Vec<u128>, LayoutState), BootstrapError> {
+    let dir = options.dir.as_path();
+    let kept = kept_tokens(dir)?;
+    let state = match LayoutState::open(dir)? {
+        Some(state) => {
+            if let Some(at) = state.history.removed_at(id) {
+                return Err(BootstrapError::Removed { id: id.into(), at });
+            }
+            state
         }
-        return Ok(tokens);
-    }
-    let ring = match options.seeds.is_empty() {
-        true => Ring::empty(),
-        false => ring_of_seeds(&options.seeds, id, identity).await?,
+        None if options.seeds.is_empty() => {
+            let tokens = kept
+                .clone()
+                .unwrap_or_else(|| allocate_tokens(&Ring::empty(), options.vnodes));
+            let me = LayoutMember {
+                addr: options.listen,
+                dc: DEFAULT_DC.into(),
+                rack: DEFAULT_RACK.into(),
+                tokens,
+            };
+            let layout = Layout::initial(options.replication, [(id.to_string(), me)]);
+            LayoutState {
+                history: LayoutHistory::new(layout),
+                acceptor: None,
+            }
+        }
+        None => join(options, id, identity, kept.clone()).await?,
     };
-    let tokens = allocate_tokens(&ring, options.vnodes);
-    let text: String = tokens.iter().map(|t| format!("{t}\n")).collect();
-    write_durably(&path, &text)?;
-    Ok(tokens)
+    let tokens = match state.history.current().members.get(id) {
+        Some(member) => member.tokens.clone(),
+        // In an older live version only (leaving): its tokens there.
+        None => state
+            .history
+            .live()
+            .iter()
+            .find_map(|l| l.members.get(id).map(|m| m.tokens.clone()))
+            .or(kept.clone())
+            .unwrap_or_default(),
+    };
+    if kept.as_ref() != Some(&tokens) {
+        let text: String = tokens.iter().map(|t| format!("{t}\n")).collect();
+        write_durably(&dir.join("tokens"), &text)?;
+    }
+    state.save(dir)?;
+    Ok((tokens, state))
 }
 
-/// The ring of the first seed to answer (without this node), waiting up to [`JOIN_TIMEOUT`].
-async fn ring_of_seeds(
+/// The live layouts of the first seed to answer, waiting up to the deadline. A seed of an
+/// earlier release (it has no layout) lends its gossip view instead, taken as version 1, so a
+/// cluster upgraded node by node gets the same first version on every node; a node that is
+/// not in that view cannot join until the seeds are upgraded.
+async fn layouts_of_seeds(
+    client: &Transport,
     seeds: &[SocketAddr],
     id: &str,
-    identity: &Identity,
-) -> Result<Ring, BootstrapError> {
-    let client = Transport::client(identity)?;
-    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
-    let ring = 'join: loop {
+    deadline: tokio::time::Instant,
+) -> Result<LayoutHistory, BootstrapError> {
+    loop {
         for seed in seeds {
-            if let Ok(Response::Members { members, .. }) =
-                client.request(*seed, &Request::Status).await
-            {
-                break 'join Ok(Ring::new(
-                    members
-                        .into_iter()
-                        .map(|v| v.member)
-                        .filter(|m| m.id != id)
-                        .map(|m| (m.id, m.tokens)),
-                ));
+            match client.request(*seed, &Request::LayoutGet).await {
+                Ok(Response::Layouts { live, synced }) => {
+                    let marks: BTreeMap<String, u64> = synced.into_iter().collect();
+                    let mut layouts = live.into_iter().map(Layout::try_from);
+                    let Some(Ok(first)) = layouts.next() else {
+                        continue;
+                    };
+                    let mut history = LayoutHistory::new(first);
+                    history.merge_synced(&marks);
+                    for layout in layouts.flatten() {
+                        let _ = history.commit(layout, &marks);
+                    }
+                    return Ok(history);
+                }
+                Ok(Response::Error {
+                    kind: ErrorKind::Unsupported,
+                    ..
+                }) => {
+                    if let Some(layout) = layout_of_gossip(client, *seed).await {
+                        if !layout.members.contains_key(id) {
+                            return Err(BootstrapError::SeedsTooOld { seed: *seed });
+                        }
+                        return Ok(LayoutHistory::new(layout));
+                    }
+                }
+                _ => {}
             }
         }
         if tokio::time::Instant::now() > deadline {
-            break Err(BootstrapError::NoSeed {
+            return Err(BootstrapError::NoSeed {
                 seeds: seeds.to_vec(),
             });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Version 1 of a layout from a seed's gossip view (a seed of an earlier release).
+async fn layout_of_gossip(client: &Transport, seed: SocketAddr) -> Option<Layout> {
+    let Ok(Response::Members {
+        members,
+        replication,
+        ..
+    }) = client.request(seed, &Request::Status).await
+    else {
+        return None;
+    };
+    let members = members.into_iter().map(|v| {
+        (
+            v.member.id,
+            LayoutMember {
+                addr: v.member.addr,
+                dc: DEFAULT_DC.into(),
+                rack: DEFAULT_RACK.into(),
+                tokens: v.member.tokens,
+            },
+        )
+    });
+    Some(Layout::initial((replication as usize).max(1), members))
+}
+
+/// Joins the cluster the seeds are in: plans this node's join on the newest version a seed
+/// has and proposes it; a join that lost the race to another change is planned again on top
+/// of it. Until ranges are streamed into new versions, a joined node counts as synced at once
+/// (it serves its ranges before it has their data, as before layouts).
+async fn join(
+    options: &StartOptions,
+    id: &str,
+    identity: &Identity,
+    kept: Option<Vec<u128>>,
+) -> Result<LayoutState, BootstrapError> {
+    let client = Arc::new(Transport::client(identity)?);
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    // Racing joiners wait different times before trying again.
+    let retry = Duration::from_millis(50 + u64::from(crc32(id.as_bytes())) % 450);
+    let mut last_failure = String::new();
+    let joined = loop {
+        if tokio::time::Instant::now() > deadline {
+            break Err(BootstrapError::JoinFailed { why: last_failure });
+        }
+        let mut history = layouts_of_seeds(&client, &options.seeds, id, deadline).await?;
+        if let Some(at) = history.removed_at(id) {
+            break Err(BootstrapError::Removed { id: id.into(), at });
+        }
+        if history.current().members.contains_key(id) {
+            // Joined already (an earlier start committed it, then stopped before writing it).
+            break Ok(history);
+        }
+        if let Err(e) = history.ready_for_change() {
+            last_failure = e.to_string();
+            tokio::time::sleep(retry).await;
+            continue;
+        }
+        let current = history.current().clone();
+        let change = Change::Join {
+            id: id.to_string(),
+            addr: options.listen,
+            dc: DEFAULT_DC.into(),
+            rack: DEFAULT_RACK.into(),
+            vnodes: options.vnodes,
+            tokens: kept.clone().unwrap_or_default(),
+        };
+        let next = current.plan(&[change]).map_err(BootstrapError::Layout)?;
+        match propose(&client, id, &current, next.clone(), retry).await {
+            Outcome::Chosen { value, .. } if value == next => {
+                let marks = history.synced().clone();
+                history
+                    .commit(next.clone(), &marks)
+                    .map_err(|e| BootstrapError::JoinFailed { why: e.to_string() })?;
+                history.record_synced(id, next.version);
+                announce(&client, id, &next, history.synced()).await;
+                break Ok(history);
+            }
+            Outcome::Chosen { value, .. } => {
+                last_failure = format!(
+                    "another change took layout version {} first; planning again on top of it",
+                    value.version
+                );
+            }
+            Outcome::Failed(why) => {
+                last_failure = why;
+                tokio::time::sleep(retry).await;
+            }
+        }
     };
     client.close().await;
-    ring
+    Ok(LayoutState {
+        history: joined?,
+        acceptor: None,
+    })
+}
+
+/// A small, stable hash (CRC-32) of `bytes`.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (!(crc & 1)).wrapping_add(1));
+        }
+    }
+    !crc
 }
 
 /// Refuses to start when a seed knows another live node under this id (another directory with

@@ -2,6 +2,7 @@
 //! ([`NodeConfig::validate`]) before anything starts.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kvctl::model::context::ClusterSecret;
@@ -27,6 +28,7 @@ pub struct NodeConfig {
     pub hints: HintsConfig,
     pub repair: RepairConfig,
     pub tombstones: TombstonesConfig,
+    pub layout: LayoutConfig,
     /// Where to serve Prometheus metrics (`/metrics`), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
 }
@@ -82,6 +84,13 @@ pub struct RepairConfig {
 pub struct TombstonesConfig {
     /// How long a tombstone is kept at least (and until a repair covering it completed).
     pub grace: Duration,
+}
+
+/// The layout service's part.
+#[derive(Debug, Clone)]
+pub struct LayoutConfig {
+    /// The node's directory, where its layout state is kept.
+    pub dir: PathBuf,
 }
 
 /// A configuration that would make the node unsafe or unable to work.
@@ -155,6 +164,9 @@ mod tests {
             },
             tombstones: TombstonesConfig {
                 grace: Duration::from_secs(10 * 86_400),
+            },
+            layout: LayoutConfig {
+                dir: PathBuf::from("/nonexistent"),
             },
             metrics_listen: None,
         }

@@ -12,6 +12,7 @@
 //! - [`logic`]: the I/O-free cores the services drive (coordinators, quorum, membership,
 //!   failure detector, handoff, repair, Merkle trees, pacer, tombstone policy), with
 //!   [`driver`]: the one loop shape that drives them.
+//! - [`propose`]: proposing a layout version to the acceptors over the network.
 //! - [`store`]: the replica store and its writer, hints, the dot lease, the engine's keyspace,
 //!   migration.
 //! - [`worker`]: named background workers and what they report (`kvctl workers`);
@@ -30,6 +31,7 @@ pub mod driver;
 pub mod logic;
 pub mod metrics;
 pub mod node;
+pub mod propose;
 pub mod router;
 pub mod service;
 pub mod store;

@@ -22,12 +22,14 @@ use crate::logic::tombstones::TombstonePolicy;
 use crate::metrics::{Metrics, Snapshot};
 use crate::service::gossip::{Gossip, Report};
 use crate::service::hints::HintService;
+use crate::service::layout::LayoutService;
 use crate::service::repair::RepairService;
 use crate::service::replica::ReplicaService;
 use crate::service::requests::Requests;
 use crate::service::tombstones::TombstoneSweep;
 use crate::service::Common;
 use crate::store::hints::Hints;
+use crate::store::layout::LayoutState;
 use crate::store::lease::DotLease;
 use crate::store::replica::Replica;
 use crate::worker::Workers;
@@ -54,6 +56,7 @@ pub struct Node {
     pub(crate) hints: Arc<HintService>,
     pub(crate) repair: Arc<RepairService>,
     pub(crate) requests: Arc<Requests>,
+    pub(crate) layout: Arc<LayoutService>,
     connections: Arc<Connections>,
     budget: NodeBudget,
 }
@@ -66,6 +69,7 @@ impl Node {
         identity: &Identity,
         engine: Engine,
         lease: DotLease,
+        layout: LayoutState,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), NodeError> {
         config.validate()?;
@@ -137,7 +141,13 @@ impl Node {
             config.requests.secret.clone(),
             actor,
         ));
+        let layout = Arc::new(LayoutService::new(
+            common.clone(),
+            config.layout.dir.clone(),
+            layout,
+        ));
         let node = Arc::new(Node {
+            layout,
             common,
             gossip,
             replica,
@@ -161,6 +171,7 @@ impl Node {
             tokio::spawn(sweep.run()),
             tokio::spawn(node.hints.clone().run()),
             tokio::spawn(node.gossip.clone().run(report)),
+            tokio::spawn(node.layout.clone().run()),
         ];
         if let Some((listener, _)) = metrics_listener {
             let n = node.clone();

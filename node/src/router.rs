@@ -108,6 +108,14 @@ impl Node {
                     .range_synced(peer.node_id(), after, upto, since_ms)
                     .await
             }
+            Request::LayoutGet => self.layout.layouts(),
+            Request::LayoutPrepare { slot, ballot } => self.layout.vote(slot, ballot, None),
+            Request::LayoutAccept {
+                slot,
+                ballot,
+                layout,
+            } => self.layout.vote(slot, ballot, Some(layout)),
+            Request::LayoutCommit { layout, synced } => self.layout.learn(vec![layout], synced),
         };
         response.into()
     }

@@ -40,7 +40,7 @@ use crate::client::retry::{Failure, Operation, RetryPolicy};
 use crate::client::topology::Topology;
 use crate::wire::certs;
 use crate::wire::proto::{
-    Consistency, EngineInfo, ErrorKind, MemberView, Request, Response, WorkerInfo,
+    Consistency, EngineInfo, ErrorKind, MemberView, Request, Response, WireLayout, WorkerInfo,
 };
 use crate::wire::tls::{Identity, TlsError};
 use crate::wire::transport::{size_allowance, Transport, TransportError, REQUEST_TIMEOUT};
@@ -423,6 +423,27 @@ impl Client {
 
     /// `node`'s background workers and engine figures: the node's id, its workers, its
     /// engine (a node of an earlier release answers `Unsupported`).
+    /// A node's live layout versions (oldest first) and its sync marks (`node`: any node).
+    pub async fn layouts(
+        &self,
+        node: Option<SocketAddr>,
+    ) -> Result<(SocketAddr, Vec<WireLayout>, Vec<(String, u64)>), ClientError> {
+        let reply = self
+            .inner
+            .send(
+                None,
+                node,
+                &Request::LayoutGet,
+                Operation::Read,
+                Duration::ZERO,
+            )
+            .await?;
+        match reply {
+            (addr, Response::Layouts { live, synced }) => Ok((addr, live, synced)),
+            (addr, other) => Err(Self::refused(other, addr)),
+        }
+    }
+
     pub async fn node_info(
         &self,
         node: SocketAddr,

@@ -46,16 +46,26 @@ pub struct Layout {
     pub removed: BTreeMap<NodeId, u64>,
 }
 
+/// A proposal number of a layout version's commit (Paxos): rounds first, then the
+/// proposer's id to break ties.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Ballot {
+    pub round: u64,
+    pub node: NodeId,
+}
+
 /// One change to the layout; a new version applies a batch of them at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
-    /// A new node joins; the planner chooses its tokens (`vnodes` of them).
+    /// A new node joins with `tokens`, or, if none are given, `vnodes` tokens the planner
+    /// chooses (the balancing allocator against the ring it joins).
     Join {
         id: NodeId,
         addr: SocketAddr,
         dc: String,
         rack: String,
         vnodes: usize,
+        tokens: Vec<Token>,
     },
     /// A live node leaves: its ranges move to their new owners first.
     Decommission { id: NodeId },
@@ -202,13 +212,17 @@ impl Layout {
                 dc,
                 rack,
                 vnodes,
+                tokens,
             } = change
             {
                 new_id(id)?;
-                if *vnodes == 0 {
+                if *vnodes == 0 && tokens.is_empty() {
                     return Err(LayoutError::NoTokens);
                 }
-                let tokens = allocate_tokens(&next.ring(), *vnodes);
+                let tokens = match tokens.is_empty() {
+                    true => allocate_tokens(&next.ring(), *vnodes),
+                    false => tokens.clone(),
+                };
                 next.members.insert(
                     id.clone(),
                     LayoutMember {
@@ -377,6 +391,7 @@ mod tests {
             dc: DEFAULT_DC.into(),
             rack: DEFAULT_RACK.into(),
             vnodes: 64,
+            tokens: Vec::new(),
         }
     }
 

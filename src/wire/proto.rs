@@ -20,9 +20,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::model::layout::{Ballot, Layout, LayoutMember};
+
 /// The protocol version this build speaks (its newest messages are of this version; each
 /// message is written with the oldest version that has it, see [`Message`]).
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The oldest version this build reads; an older message is refused. Version 1 (the first
 /// release) had no `timeout_ms` and no `Unsupported`; its messages read as version 2's.
 pub const PROTOCOL_VERSION_MIN: u16 = 1;
@@ -67,6 +69,133 @@ fn leaves<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ByteBuf>, D::Err
 
 fn entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ScanEntry>, D::Error> {
     crate::wire::bounded_list::deserialize(d, CHUNK_ENTRIES_MAX, "entries")
+}
+
+/// Most ids a layout remembers as removed.
+pub const REMOVED_MAX: usize = 1 << 16;
+/// Most layout versions live at once in a reply.
+pub const LAYOUTS_MAX: usize = 2;
+
+fn layout_members<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<LayoutEntry>, D::Error> {
+    crate::wire::bounded_list::deserialize(d, MEMBERS_MAX, "layout members")
+}
+
+fn removed<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, u64)>, D::Error> {
+    crate::wire::bounded_list::deserialize(d, REMOVED_MAX, "removed ids")
+}
+
+fn marks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<(String, u64)>, D::Error> {
+    crate::wire::bounded_list::deserialize(d, MEMBERS_MAX + REMOVED_MAX, "sync marks")
+}
+
+fn layouts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<WireLayout>, D::Error> {
+    crate::wire::bounded_list::deserialize(d, LAYOUTS_MAX, "layouts")
+}
+
+/// A layout version as sent (see [`crate::model::layout::Layout`]): its lists bounded while
+/// decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireLayout {
+    pub version: u64,
+    pub replication: u32,
+    #[serde(deserialize_with = "layout_members")]
+    pub members: Vec<LayoutEntry>,
+    #[serde(deserialize_with = "removed")]
+    pub removed: Vec<(String, u64)>,
+}
+
+/// A member of a [`WireLayout`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutEntry {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub dc: String,
+    pub rack: String,
+    #[serde(deserialize_with = "tokens")]
+    pub tokens: Vec<u128>,
+}
+
+impl From<&Layout> for WireLayout {
+    fn from(layout: &Layout) -> WireLayout {
+        WireLayout {
+            version: layout.version,
+            replication: layout.replication as u32,
+            members: layout
+                .members
+                .iter()
+                .map(|(id, m)| LayoutEntry {
+                    id: id.clone(),
+                    addr: m.addr,
+                    dc: m.dc.clone(),
+                    rack: m.rack.clone(),
+                    tokens: m.tokens.clone(),
+                })
+                .collect(),
+            removed: layout
+                .removed
+                .iter()
+                .map(|(id, v)| (id.clone(), *v))
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<WireLayout> for Layout {
+    type Error = String;
+
+    /// A layout from the wire: each id once, and at least one replica.
+    fn try_from(wire: WireLayout) -> Result<Layout, String> {
+        if wire.replication == 0 {
+            return Err(format!("layout version {} has replication 0", wire.version));
+        }
+        let mut members = std::collections::BTreeMap::new();
+        for m in wire.members {
+            let member = LayoutMember {
+                addr: m.addr,
+                dc: m.dc,
+                rack: m.rack,
+                tokens: m.tokens,
+            };
+            if members.insert(m.id.clone(), member).is_some() {
+                return Err(format!(
+                    "layout version {} lists {} twice",
+                    wire.version, m.id
+                ));
+            }
+        }
+        let removed: std::collections::BTreeMap<String, u64> = wire.removed.into_iter().collect();
+        if let Some(id) = members.keys().find(|id| removed.contains_key(*id)) {
+            return Err(format!(
+                "layout version {} lists {id} as a member and as removed",
+                wire.version
+            ));
+        }
+        Ok(Layout {
+            version: wire.version,
+            replication: wire.replication as usize,
+            members,
+            removed,
+        })
+    }
+}
+
+/// An acceptor's answer in a layout version's commit (see the node's `logic::commit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LayoutVote {
+    Promise {
+        ballot: Ballot,
+        accepted: Option<(Ballot, WireLayout)>,
+    },
+    Accepted {
+        ballot: Ballot,
+    },
+    Nack {
+        ballot: Ballot,
+        promised: Ballot,
+    },
+    Chosen {
+        layout: WireLayout,
+    },
 }
 
 /// Most workers a node lists.
@@ -312,6 +441,22 @@ pub enum Request {
         upto: u128,
         rate_bytes_per_sec: u64,
     },
+    /// The receiving node's live layout versions and sync marks (version 3).
+    LayoutGet,
+    /// Node to node, a layout commit's phase 1 for version `slot` (version 3).
+    LayoutPrepare { slot: u64, ballot: Ballot },
+    /// Node to node, phase 2: accept `layout` as version `slot` (version 3).
+    LayoutAccept {
+        slot: u64,
+        ballot: Ballot,
+        layout: WireLayout,
+    },
+    /// Node to node: `layout` was chosen; the proposer's sync marks come with it (version 3).
+    LayoutCommit {
+        layout: WireLayout,
+        #[serde(deserialize_with = "marks")]
+        synced: Vec<(String, u64)>,
+    },
 }
 
 /// One key of a bulk transfer.
@@ -399,6 +544,15 @@ pub enum Response {
         #[serde(default)]
         engine: Box<EngineInfo>,
     },
+    /// A node's live layout versions (oldest first) and its sync marks.
+    Layouts {
+        #[serde(deserialize_with = "layouts")]
+        live: Vec<WireLayout>,
+        #[serde(deserialize_with = "marks")]
+        synced: Vec<(String, u64)>,
+    },
+    /// An acceptor's answer in a layout commit (boxed: the other responses are far smaller).
+    LayoutVote(Box<LayoutVote>),
     /// A range repaired: whether it was in sync already, and what it took.
     Repaired {
         in_sync_before: bool,
@@ -451,6 +605,10 @@ impl Message for Request {
             | Request::Repair { .. }
             | Request::RangeSynced { .. }
             | Request::NodeInfo => 2,
+            Request::LayoutGet
+            | Request::LayoutPrepare { .. }
+            | Request::LayoutAccept { .. }
+            | Request::LayoutCommit { .. } => 3,
             _ => 1,
         }
     }
@@ -459,6 +617,7 @@ impl Message for Request {
 impl Message for Response {
     fn since(&self) -> u16 {
         match self {
+            Response::Layouts { .. } | Response::LayoutVote(_) => 3,
             Response::Chunk { .. }
             | Response::Tree { .. }
             | Response::Repaired { .. }

@@ -22,12 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-/// A proposal number: rounds first, then the proposer's id to break ties.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Ballot {
-    pub round: u64,
-    pub node: String,
-}
+pub use kvctl::model::layout::Ballot;
 
 /// One node's durable state for one slot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

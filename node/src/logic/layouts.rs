@@ -238,6 +238,20 @@ impl LayoutHistory {
         self.retire();
     }
 
+    /// Starts over from `layout`, a version a peer holds as its only live one (the versions
+    /// between were committed and retired while this node was away), keeping the marks.
+    pub fn jump_to(&mut self, layout: Layout) {
+        if layout.version <= self.current().version {
+            return;
+        }
+        for id in layout.members.keys() {
+            let entry = self.synced.entry(id.clone()).or_default();
+            *entry = (*entry).max(layout.version);
+        }
+        self.live = vec![layout];
+        self.derive();
+    }
+
     /// Retires the old version once every node that gained ranges in the new one has synced
     /// them; returns the version retired, if one was.
     pub fn retire(&mut self) -> Option<u64> {
@@ -345,6 +359,7 @@ mod tests {
             dc: DEFAULT_DC.into(),
             rack: DEFAULT_RACK.into(),
             vnodes: 8,
+            tokens: Vec::new(),
         }
     }
 

@@ -11,12 +11,15 @@
 //! - [`repair`]: Merkle trees and bulk scans for peers, range repair and its pace, the ranges
 //!   known in sync, and background anti-entropy (worker `anti-entropy`; `repair (a, b]` while
 //!   one runs).
+//! - [`layout`]: the layout history and this node's votes in layout commits, kept durable;
+//!   learning versions chosen elsewhere (worker `layout-sync`).
 //! - [`tombstones`]: removing tombstones the policy lets go (worker `tombstone-sweep`).
 //!
 //! [`crate::router`] maps requests to them; [`crate::node`] builds them and starts their workers.
 
 pub mod gossip;
 pub mod hints;
+pub mod layout;
 pub mod repair;
 pub mod replica;
 pub mod requests;

@@ -102,6 +102,7 @@ mod tests {
             dc: DEFAULT_DC.into(),
             rack: DEFAULT_RACK.into(),
             vnodes: 8,
+            tokens: Vec::new(),
         }
     }
 
