@@ -98,14 +98,8 @@ fn ensure_layout(home: &Path, cluster: &ClusterFile) -> anyhow::Result<()> {
     }
     let mut members = Vec::new();
     for (node, dir) in cluster.nodes.iter().zip(&dirs) {
-        let path = dir.join("tokens");
-        let text =
-            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let tokens = text
-            .split_whitespace()
-            .map(str::parse)
-            .collect::<Result<Vec<u128>, _>>()
-            .with_context(|| format!("{} is corrupt", path.display()))?;
+        let tokens = kvctl_node::bootstrap::kept_tokens(dir)?
+            .with_context(|| format!("{} holds no tokens file", dir.display()))?;
         members.push((
             node.id.clone(),
             LayoutMember {

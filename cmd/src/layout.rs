@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use kvctl::client::Client;
-use kvctl::model::layout::{Layout, NodeState};
+use kvctl::model::layout::{Layout, NodeState, Transition};
 use kvctl::wire::proto::ErrorKind;
 use serde_json::json;
 
@@ -31,14 +31,12 @@ pub async fn run(home: &Path, args: LayoutArgs) -> anyhow::Result<()> {
     let Some(current) = live.last() else {
         anyhow::bail!("the node at {addr} holds no layout");
     };
+    let transition = (live.len() == 2).then(|| Transition::new(&live[0], &live[1]));
     let state = |id: &str| -> NodeState {
-        let in_old = live.len() == 2 && live[0].members.contains_key(id);
-        match (in_old, current.members.contains_key(id), live.len()) {
-            (_, _, 1) => NodeState::Normal,
-            (true, true, _) => NodeState::Normal,
-            (false, true, _) => NodeState::Joining,
-            _ => NodeState::Leaving,
-        }
+        transition
+            .as_ref()
+            .and_then(|t| t.state_of(id))
+            .unwrap_or(NodeState::Normal)
     };
     let mut ids: Vec<&String> = live.iter().flat_map(|l| l.members.keys()).collect();
     ids.sort();

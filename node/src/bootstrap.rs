@@ -248,8 +248,8 @@ fn generation(dir: &Path) -> Result<u64, BootstrapError> {
     Ok(generation)
 }
 
-/// The tokens an earlier start wrote down, if any.
-fn kept_tokens(dir: &Path) -> Result<Option<Vec<u128>>, BootstrapError> {
+/// The tokens an earlier start (or `cluster up`) wrote down in `dir`, if any.
+pub fn kept_tokens(dir: &Path) -> Result<Option<Vec<u128>>, BootstrapError> {
     let path = dir.join("tokens");
     let Ok(text) = fs::read_to_string(&path) else {
         return Ok(None);

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::ring::{allocate_tokens, NodeId, Ring, Token};
+use crate::model::ring::{allocate_tokens, ranges_between, NodeId, Ring, Token};
 
 /// The datacenter of a member that did not say.
 pub const DEFAULT_DC: &str = "dc1";
@@ -275,6 +275,12 @@ pub struct Move {
     pub sources: Vec<NodeId>,
 }
 
+/// Whether every node of `new` that is not in `old` (it gained the token) has pulled it, as
+/// `synced` says: the rule for reading a token from a newer version.
+pub fn gainers_pulled(old: &[NodeId], new: &[NodeId], synced: impl Fn(&str) -> bool) -> bool {
+    new.iter().filter(|n| !old.contains(n)).all(|n| synced(n))
+}
+
 /// Two live versions: `old` (committed earlier, still read) and `new` (written to, read from
 /// range by range once synced).
 pub struct Transition<'a> {
@@ -328,18 +334,7 @@ impl<'a> Transition<'a> {
             .collect();
         tokens.sort_unstable();
         tokens.dedup();
-        let Some(&last) = tokens.last() else {
-            return Vec::new();
-        };
-        let mut prev = last;
-        tokens
-            .into_iter()
-            .map(|t| {
-                let segment = (prev, t);
-                prev = t;
-                segment
-            })
-            .collect()
+        ranges_between(tokens)
     }
 
     /// Every range some node must pull before the new version is read there: for each segment,
@@ -365,8 +360,7 @@ impl<'a> Transition<'a> {
     /// new version), else the old one.
     pub fn read_version(&self, token: Token, synced: impl Fn(&str) -> bool) -> u64 {
         let [old, new] = self.write_sets(token);
-        let pulled = new.iter().filter(|n| !old.contains(n)).all(|n| synced(n));
-        if pulled {
+        if gainers_pulled(&old, &new, synced) {
             self.new.version
         } else {
             self.old.version

@@ -26,6 +26,23 @@ pub type Token = u128;
 /// The id of a node.
 pub type NodeId = String;
 
+/// The ranges (previous token, token] between sorted, distinct `tokens`, the first wrapping
+/// from the last; one token gives the whole ring, (t, t].
+pub fn ranges_between(tokens: Vec<Token>) -> Vec<(Token, Token)> {
+    let Some(&last) = tokens.last() else {
+        return Vec::new();
+    };
+    let mut prev = last;
+    tokens
+        .into_iter()
+        .map(|t| {
+            let range = (prev, t);
+            prev = t;
+            range
+        })
+        .collect()
+}
+
 /// The number of tokens a node places on the ring unless told otherwise.
 pub const DEFAULT_VNODES: usize = 128;
 
@@ -158,18 +175,7 @@ impl Ring {
     pub fn token_ranges(&self) -> Vec<(Token, Token)> {
         let mut tokens: Vec<Token> = self.entries.iter().map(|(t, _)| *t).collect();
         tokens.dedup();
-        let Some(&last) = tokens.last() else {
-            return Vec::new();
-        };
-        let mut prev = last;
-        tokens
-            .into_iter()
-            .map(|t| {
-                let range = (prev, t);
-                prev = t;
-                range
-            })
-            .collect()
+        ranges_between(tokens)
     }
 
     /// Returns the node that owns `token`: the holder of the first token at or after it,

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 
-use kvctl::model::layout::{Layout, Move, NodeState, Transition};
+use kvctl::model::layout::{gainers_pulled, Layout, Move, NodeState, Transition};
 use kvctl::model::ring::{NodeId, Ring, Token};
 
 /// Why a version cannot be taken now.
@@ -291,12 +291,8 @@ impl LayoutHistory {
         let sets = self.write_sets(token);
         let newest = sets.len() - 1;
         let version = self.current().version;
-        // The newest set is read once every node it gained over the old one has synced.
-        let pulled = newest == 0
-            || sets[newest]
-                .iter()
-                .filter(|n| !sets[0].contains(n))
-                .all(|n| self.is_synced(n, version));
+        let pulled =
+            newest == 0 || gainers_pulled(&sets[0], &sets[newest], |n| self.is_synced(n, version));
         let at = if pulled { newest } else { 0 };
         (self.live[at].version, sets[at].clone())
     }
